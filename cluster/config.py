@@ -1,0 +1,362 @@
+"""The one registry of configuration keys, and the immutable `Config` built from it.
+
+Every key Squall reads is declared once in `KEYS` with its default, a validator and a line of
+doc. `Config.load()` resolves defaults < TOML file < `-c key=value` overrides exactly once, at
+start-up, validates every known key and hands back a read-only mapping that is passed down to
+whoever needs it. Keys under `topology.` that are not in the registry are allowed (users add
+their own, as in Storm); any other unknown key is an error with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import logging
+import os
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from topology.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CONF_ENV_VAR = "SQUALL_CONF"
+USER_KEY_PREFIX = "topology."
+
+Check = Callable[[Any], Any]
+"""A validator: returns the (possibly normalised) value or raises TypeError/ValueError(reason)."""
+
+
+# --- validators -------------------------------------------------------------------------------
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Check:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError("expected an integer")
+        if lo is not None and v < lo:
+            raise ValueError(f"expected an integer >= {lo}")
+        if hi is not None and v > hi:
+            raise ValueError(f"expected an integer <= {hi}")
+        return v
+
+    return check
+
+
+def _number(lo: float = 0.0) -> Check:
+    def check(v: Any) -> float | int:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError("expected a number")
+        if v < lo:
+            raise ValueError(f"expected a number >= {lo:g}")
+        return v
+
+    return check
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError("expected true or false")
+    return v
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError("expected a non-empty string")
+    return v
+
+
+def _zk_root(v: Any) -> str:
+    v = _text(v)
+    if not v.startswith("/") or (len(v) > 1 and v.endswith("/")) or "//" in v:
+        raise ValueError("expected an absolute ZooKeeper path like '/squall'")
+    return v
+
+
+def _path(v: Any) -> str:
+    return os.path.expanduser(_text(v))
+
+
+def _optional(check: Check) -> Check:
+    def opt(v: Any) -> Any:
+        return None if v is None else check(v)
+
+    return opt
+
+
+_port = _int(1, 65535)
+
+
+def _port_list(v: Any) -> list[int]:
+    if not isinstance(v, list) or not v:
+        raise ValueError("expected a non-empty list of ports")
+    ports = [_port(p) for p in v]
+    if len(set(ports)) != len(ports):
+        raise ValueError("expected distinct ports")
+    return ports
+
+
+def _host_port(v: Any) -> str:
+    host, sep, port = _text(v).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("expected 'host:port' entries")
+    return v
+
+
+def _host_port_list(v: Any) -> list[str]:
+    if isinstance(v, str):  # "a:2181,b:2181", the ZooKeeper connect-string spelling
+        v = [s.strip() for s in v.split(",") if s.strip()]
+    if not isinstance(v, list) or not v:
+        raise ValueError("expected a non-empty list of 'host:port'")
+    return [_host_port(s) for s in v]
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its default, validator and a line of documentation."""
+
+    name: str
+    default: Any
+    check: Check
+    doc: str
+    text: bool = False  # a string-valued key: an override is kept verbatim, never parsed
+    default_factory: Callable[[], Any] | None = None
+
+    def default_value(self) -> Any:
+        if self.default_factory is not None:
+            return self.default_factory()
+        return copy.deepcopy(self.default)
+
+
+def _default_local_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), "squall")
+
+
+_MiB = 1024 * 1024
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in [
+        Key("zookeeper.servers", ["127.0.0.1:2181"], _host_port_list,
+            "ZooKeeper ensemble as a list of 'host:port'."),
+        Key("zookeeper.root", "/squall", _zk_root,
+            "ZooKeeper path under which all Squall state lives.", text=True),
+        Key("zookeeper.session.timeout.secs", 10, _number(1),
+            "ZooKeeper session timeout; ephemeral nodes vanish this long after a client dies."),
+        Key("zookeeper.connect.timeout.secs", 15, _number(0.1),
+            "How long a daemon waits for its first ZooKeeper connection."),
+        Key("nimbus.host", "127.0.0.1", _text,
+            "Address nimbus binds to and clients connect to.", text=True),
+        Key("nimbus.port", 6627, _port, "Port of nimbus's submission API."),
+        Key("nimbus.code.max.bytes", 64 * _MiB, _int(1),
+            "Largest topology code package nimbus accepts, in bytes."),
+        Key("nimbus.monitor.freq.secs", 1, _number(0.01),
+            "How often nimbus checks heartbeats and recomputes assignments."),
+        Key("nimbus.worker.timeout.secs", 5, _number(0.1),
+            "Nimbus reassigns a worker's executors after this long without a heartbeat."),
+        Key("nimbus.task.launch.secs", 30, _number(0.1),
+            "Grace period for a newly assigned worker to send its first heartbeat."),
+        Key("supervisor.host", "127.0.0.1", _text,
+            "Host name workers of this supervisor are reachable at.", text=True),
+        Key("supervisor.slots.ports", [6700, 6701, 6702, 6703], _port_list,
+            "Ports of this supervisor's worker slots: one worker per port."),
+        Key("supervisor.worker.timeout.secs", 5, _number(0.1),
+            "The supervisor restarts a worker after this long without a local heartbeat."),
+        Key("supervisor.worker.start.timeout.secs", 30, _number(0.1),
+            "Time a new worker has to send its first heartbeat before it is restarted."),
+        Key("supervisor.monitor.freq.secs", 1, _number(0.01),
+            "How often the supervisor syncs its workers with the assignments."),
+        Key("ui.host", "127.0.0.1", _text, "Address the dashboard binds to.", text=True),
+        Key("ui.port", 8080, _port, "Port of the dashboard and its REST API."),
+        Key("local.dir", None, _path,
+            "Directory for daemon state: downloaded code, worker pids and logs.",
+            text=True, default_factory=_default_local_dir),
+        Key("cluster.secret", None, _optional(_text),
+            "Shared secret for submissions, dashboard actions, ZooKeeper ACLs and worker "
+            "traffic; None disables authentication.", text=True),
+        Key("worker.heartbeat.frequency.secs", 1, _number(0.01),
+            "How often a worker writes its heartbeat."),
+        Key("worker.batch.size", 1000, _int(1),
+            "Most tuples a worker sends to a peer in one batch."),
+        Key("worker.flush.interval.ms", 1, _number(0),
+            "Longest a partial batch waits before it is sent."),
+        Key("worker.queue.high.watermark", 20000, _int(1),
+            "Queued tuples above which a worker applies backpressure."),
+        Key("topology.workers", 1, _int(1), "Number of worker processes for a topology."),
+        Key("topology.acker.executors", None, _optional(_int(0)),
+            "Acker executors; None means one per worker, 0 disables reliability."),
+        Key("topology.message.timeout.secs", 30, _number(0.001),
+            "A spout tuple not fully processed within this time is failed."),
+        Key("topology.max.spout.pending", None, _optional(_int(1)),
+            "Most pending (un-acked) tuples per spout task; None means unlimited."),
+        Key("topology.tick.tuple.freq.secs", None, _optional(_number(0.001)),
+            "Send each bolt a tick tuple this often; None disables ticks."),
+        Key("topology.debug", False, _bool, "Log every emitted tuple."),
+        Key("topology.max.error.report.per.interval", 5, _int(1),
+            "Most errors a task reports per error throttle interval."),
+        Key("topology.error.throttle.interval.secs", 10, _number(0.001),
+            "Length of the error reporting throttle interval."),
+        Key("topology.max.task.parallelism", None, _optional(_int(1)),
+            "Upper bound on the parallelism of any component."),
+    ]
+}
+
+
+def describe_keys() -> list[tuple[str, Any, str]]:
+    """Return (key, default, doc) for every registered key, sorted by key."""
+    return [(k.name, k.default_value(), k.doc) for k in sorted(KEYS.values(), key=_by_name)]
+
+
+def _by_name(k: Key) -> str:
+    return k.name
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as a TOML or JSON literal; keep it as a string if neither."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split a `-c key=value` override into its key and parsed value."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"config override {item!r}: expected key=value")
+    raw = raw.strip()
+    value = parse_value(raw)
+    spec = KEYS.get(key)
+    if spec is not None and spec.text and value is not None and not isinstance(value, str):
+        return key, raw  # `cluster.secret=1234` means the string "1234"
+    return key, value
+
+
+def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested TOML tables into dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
+    flat: dict[str, Any] = {}
+    for k, v in table.items():
+        name = f"{prefix}{k}"
+        items = flatten(v, name + ".") if isinstance(v, dict) else {name: v}
+        for fk, fv in items.items():
+            if fk in flat:
+                raise ConfigError(f"config key {fk!r} is given twice")
+            flat[fk] = fv
+    return flat
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Read a TOML config file and return its keys flattened."""
+    try:
+        with open(path, "rb") as f:
+            return flatten(tomllib.load(f))
+    except OSError as e:
+        raise ConfigError(f"config file {path!r}: cannot read it: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path!r}: invalid TOML: {e}") from e
+
+
+def validate(values: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    """Check every key of `values`; return them normalised. Raise ConfigError on the first bad."""
+    where = f" (from {source})" if source else ""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        spec = KEYS.get(key)
+        if spec is None:
+            if key.startswith(USER_KEY_PREFIX):
+                out[key] = value
+                continue
+            near = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"unknown config key {key!r}{where}{hint}")
+        try:
+            out[key] = spec.check(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config key {key!r}{where}: {e}, got {value!r}") from None
+    return out
+
+
+def _override_items(overrides: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    return dict(parse_override(item) for item in overrides)
+
+
+# --- the Config object ------------------------------------------------------------------------
+
+
+class Config(Mapping[str, Any]):
+    """An immutable, validated mapping of every configuration key to its value.
+
+    Build it with `Config.load()` (or `Config.from_mapping()` in tests); derive a changed copy
+    with `with_overrides()`. Reading a list value returns a copy, so the config never changes.
+    """
+
+    __slots__ = ("_values", "source")
+
+    def __init__(self, values: Mapping[str, Any], source: str = "defaults") -> None:
+        # Assumes `values` is already validated: use load() or from_mapping() from outside.
+        self._values: dict[str, Any] = dict(values)
+        self.source = source
+
+    @classmethod
+    def load(
+        cls,
+        path: str | None = None,
+        overrides: Mapping[str, Any] | Sequence[str] = (),
+        env: Mapping[str, str] = os.environ,
+    ) -> Config:
+        """Resolve defaults < TOML file (`path`, else $SQUALL_CONF) < overrides, validated."""
+        values = {k.name: k.default_value() for k in KEYS.values()}
+        path = path or env.get(CONF_ENV_VAR) or None
+        if path is not None:
+            values.update(validate(read_toml(path), source=path))
+        values.update(validate(_override_items(overrides), source="overrides"))
+        log.debug("config: loaded from %s", path or "defaults")
+        return cls(values, source=path or "defaults")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Config:
+        """Defaults updated with `values` (validated); no file, no environment."""
+        return cls.load(None, overrides=values, env={})
+
+    def with_overrides(self, overrides: Mapping[str, Any] | Sequence[str]) -> Config:
+        """A copy of this config with `overrides` applied and validated."""
+        values = dict(self._values)
+        values.update(validate(_override_items(overrides), source="overrides"))
+        return Config(values, source=self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep, mutable copy of every key and value (for JSON, for workers)."""
+        return copy.deepcopy(self._values)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._values[key]
+        return copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k == "cluster.secret" and v else v) for k, v in self._values.items()}
+        return f"Config(source={self.source!r}, {shown!r})"

@@ -1,0 +1,1 @@
+"""The nimbus daemon: submission, scheduling, assignments and the topology lifecycle."""

@@ -1,0 +1,1 @@
+"""The supervisor daemon: registers its slots and starts, watches and stops workers."""

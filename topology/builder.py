@@ -1,0 +1,262 @@
+"""`TopologyBuilder`: declare components and their groupings, then `build()` and validate."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from topology.component import Bolt, Spout, declared_streams
+from topology.errors import TopologyError
+from topology.model import ComponentSpec, CustomGrouping, Grouping, Topology
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class BoltDeclarer:
+    """Returned by `set_bolt`: chain grouping calls to subscribe the bolt to streams."""
+
+    def __init__(self, spec: ComponentSpec) -> None:
+        self._spec = spec
+
+    def _add(
+        self,
+        kind: str,
+        source: str,
+        stream: str,
+        fields: Sequence[str] = (),
+        custom: CustomGrouping | None = None,
+    ) -> BoltDeclarer:
+        if isinstance(fields, str):
+            fields = [fields]
+        self._spec.inputs.append(Grouping(kind, source, stream, tuple(fields), custom))
+        return self
+
+    def shuffle_grouping(self, component: str, stream: str = "default") -> BoltDeclarer:
+        """Tuples are spread evenly over the bolt's tasks."""
+        return self._add("shuffle", component, stream)
+
+    def fields_grouping(
+        self, component: str, fields: Sequence[str], stream: str = "default"
+    ) -> BoltDeclarer:
+        """Tuples with equal values in `fields` go to the same task."""
+        return self._add("fields", component, stream, fields)
+
+    def all_grouping(self, component: str, stream: str = "default") -> BoltDeclarer:
+        """Every task receives every tuple."""
+        return self._add("all", component, stream)
+
+    def global_grouping(self, component: str, stream: str = "default") -> BoltDeclarer:
+        """Every tuple goes to the task with the lowest id."""
+        return self._add("global", component, stream)
+
+    def direct_grouping(self, component: str, stream: str = "default") -> BoltDeclarer:
+        """The emitter picks the task with `emit_direct`."""
+        return self._add("direct", component, stream)
+
+    def local_or_shuffle_grouping(self, component: str, stream: str = "default") -> BoltDeclarer:
+        """Shuffle among the tasks in the emitter's worker, or among all if it has none."""
+        return self._add("local_or_shuffle", component, stream)
+
+    def none_grouping(self, component: str, stream: str = "default") -> BoltDeclarer:
+        """No preference (currently the same as shuffle)."""
+        return self._add("none", component, stream)
+
+    def partial_key_grouping(
+        self, component: str, fields: Sequence[str], stream: str = "default"
+    ) -> BoltDeclarer:
+        """Each key goes to the less loaded of two candidate tasks (load-balanced fields)."""
+        return self._add("partial_key", component, stream, fields)
+
+    def custom_grouping(
+        self, component: str, grouping: CustomGrouping, stream: str = "default"
+    ) -> BoltDeclarer:
+        """`grouping.choose_tasks(task_id, values)` picks the target tasks."""
+        return self._add("custom", component, stream, custom=grouping)
+
+
+class TopologyBuilder:
+    """Declare spouts and bolts, wire them, and `build()` a validated `Topology`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._components: dict[str, ComponentSpec] = {}
+        self._errors: list[str] = []
+
+    def _declare(
+        self, kind: str, cid: str, obj: Any, parallelism: int, config: Mapping[str, Any] | None
+    ) -> ComponentSpec:
+        if cid in self._components:
+            self._errors.append(f"component id {cid!r} is declared twice")
+        spec = ComponentSpec(
+            id=cid,
+            kind=kind,
+            obj=obj,
+            parallelism=parallelism,
+            config=dict(config or {}),
+            outputs=declared_streams(obj),
+        )
+        self._components.setdefault(cid, spec)
+        return spec
+
+    def set_spout(
+        self,
+        component_id: str,
+        spout: Spout | type[Spout],
+        parallelism: int = 1,
+        config: Mapping[str, Any] | None = None,
+    ) -> ComponentSpec:
+        """Add a spout (an instance, copied per task, or a class, instantiated per task)."""
+        return self._declare("spout", component_id, spout, parallelism, config)
+
+    def set_bolt(
+        self,
+        component_id: str,
+        bolt: Bolt | type[Bolt],
+        parallelism: int = 1,
+        config: Mapping[str, Any] | None = None,
+    ) -> BoltDeclarer:
+        """Add a bolt; subscribe it to streams with the returned declarer's groupings."""
+        return BoltDeclarer(self._declare("bolt", component_id, bolt, parallelism, config))
+
+    def build(self, config: Mapping[str, Any] | None = None) -> Topology:
+        """Validate and return the topology; raise TopologyError naming what is wrong."""
+        topology = Topology(self.name, dict(self._components), dict(config or {}))
+        problems = list(self._errors) + validate(topology)
+        if problems:
+            raise TopologyError(f"topology {self.name!r}: " + "; ".join(problems))
+        return topology
+
+
+def validate(topology: Topology) -> list[str]:
+    """Every problem of a topology, each naming the component, stream or field at fault."""
+    problems: list[str] = []
+    if not isinstance(topology.name, str) or not _ID.match(topology.name):
+        problems.append(
+            f"name {topology.name!r} is not valid (letters, digits, '_', '.', '-'; "
+            "starting with a letter or digit)"
+        )
+    if not topology.spouts():
+        problems.append("it has no spout")
+    for spec in topology.components.values():
+        problems += _check_component(spec)
+    for spec in topology.bolts():
+        problems += _check_inputs(spec, topology.components)
+    problems += _check_cycles(topology)
+    problems += _check_config(topology.config, "topology config")
+    return problems
+
+
+def _check_component(spec: ComponentSpec) -> list[str]:
+    cid = spec.id
+    problems: list[str] = []
+    if not isinstance(cid, str) or not _ID.match(cid) or cid.startswith("__"):
+        problems.append(
+            f"component id {cid!r} is not valid (letters, digits, '_', '.', '-'; "
+            "not starting with '__', which is reserved)"
+        )
+    base = Spout if spec.kind == "spout" else Bolt
+    cls = spec.obj if isinstance(spec.obj, type) else type(spec.obj)
+    if not issubclass(cls, base):
+        other = "Bolt" if base is Spout else "Spout"
+        what = f"a {other}" if issubclass(cls, Bolt if base is Spout else Spout) else cls.__name__
+        problems.append(
+            f"component {cid!r} is set as a {spec.kind} but is {what}, not a {base.__name__}"
+        )
+    if not isinstance(spec.parallelism, int) or isinstance(spec.parallelism, bool) \
+            or spec.parallelism < 1:
+        problems.append(f"component {cid!r} has parallelism {spec.parallelism!r}; it must be >= 1")
+    outputs = getattr(spec.obj, "outputs", ())
+    if isinstance(outputs, str):
+        problems.append(
+            f"component {cid!r}: outputs must be a list of field names or a dict, not the "
+            f"string {outputs!r}"
+        )
+        return problems
+    for stream, fields in spec.outputs.items():
+        if stream.startswith("__"):
+            problems.append(f"component {cid!r} declares stream {stream!r}: '__' is reserved")
+        if len(set(fields)) != len(fields):
+            problems.append(f"component {cid!r} stream {stream!r} repeats a field: {list(fields)}")
+        for f in fields:
+            if not isinstance(f, str) or not f:
+                problems.append(f"component {cid!r} stream {stream!r} has a bad field name {f!r}")
+    problems += _check_config(spec.config, f"component {cid!r} config")
+    return problems
+
+
+def _check_inputs(spec: ComponentSpec, components: Mapping[str, ComponentSpec]) -> list[str]:
+    problems: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    if not spec.inputs:
+        problems.append(f"bolt {spec.id!r} subscribes to no stream")
+    for g in spec.inputs:
+        where = f"bolt {spec.id!r} input {g.source!r} stream {g.stream!r}"
+        if (g.source, g.stream) in seen:
+            problems.append(f"{where} is subscribed twice")
+        seen.add((g.source, g.stream))
+        source = components.get(g.source)
+        if source is None:
+            problems.append(f"bolt {spec.id!r} subscribes to unknown component {g.source!r}")
+            continue
+        if g.stream not in source.outputs:
+            problems.append(
+                f"bolt {spec.id!r} subscribes to stream {g.stream!r} which component "
+                f"{g.source!r} does not declare (it declares {sorted(source.outputs)})"
+            )
+            continue
+        declared = source.outputs[g.stream]
+        if g.kind in ("fields", "partial_key"):
+            if not g.fields:
+                problems.append(f"{where}: {g.kind} grouping needs at least one field")
+            for f in g.fields:
+                if f not in declared:
+                    problems.append(
+                        f"{where}: {g.kind} grouping on field {f!r} which the stream does not "
+                        f"declare (fields: {list(declared)})"
+                    )
+        if g.kind == "custom" and not isinstance(g.custom, CustomGrouping):
+            problems.append(f"{where}: custom grouping must be a topology.CustomGrouping")
+    return problems
+
+
+def _check_cycles(topology: Topology) -> list[str]:
+    graph = {cid: [g.source for g in spec.inputs] for cid, spec in topology.components.items()}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for start in sorted(graph):
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path: list[str] = []
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                if state.get(node) == 2:
+                    continue
+                if state.get(node) == 1:
+                    cycle = path[path.index(node):] + [node]
+                    return [f"it has a cycle: {' <- '.join(cycle)}"]
+                state[node] = 1
+                path.append(node)
+            parents = [p for p in graph.get(node, []) if p in graph]
+            if i < len(parents):
+                stack.append((node, i + 1))
+                stack.append((parents[i], 0))
+            else:
+                state[node] = 2
+                path.pop()
+    return []
+
+
+def _check_config(config: Mapping[str, Any], where: str) -> list[str]:
+    problems: list[str] = []
+    for key in config:
+        if not isinstance(key, str):
+            problems.append(f"{where}: key {key!r} is not a string")
+    for key in ("topology.workers", "topology.acker.executors", "topology.message.timeout.secs",
+                "topology.max.spout.pending", "topology.tick.tuple.freq.secs"):
+        value = config.get(key)
+        if value is None:
+            continue
+        minimum = 0 if key == "topology.acker.executors" else 1
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            problems.append(f"{where}: {key} = {value!r}; it must be a number >= {minimum}")
+    return problems

@@ -1,0 +1,1 @@
+"""The worker process: executors, routing, ZeroMQ transport, acking, heartbeats and stats."""

@@ -1,0 +1,66 @@
+"""`python -m worker`: the worker process a supervisor or a LocalCluster starts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+import cloudpickle
+
+from worker.control import ControlClient
+from worker.process import Worker
+from worker.wire import secret_key
+
+log = logging.getLogger("worker")
+
+SECRET_ENV = "SQUALL_WORKER_SECRET"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
+    p.add_argument("--topology-id", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--control", required=True, help="the parent's control endpoint")
+    p.add_argument("--code", required=True, help="file holding the cloudpickled topology")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when this process is no longer our parent (local mode)")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format=f"%(asctime)s %(levelname)s worker[{args.port}] %(name)s: %(message)s",
+    )
+    secret = os.environ.pop(SECRET_ENV, "")
+    if not secret:
+        log.error("worker %s:%d: no cluster secret in $%s", args.host, args.port, SECRET_ENV)
+        return 2
+    with open(args.code, "rb") as f:
+        package = cloudpickle.load(f)
+    key = secret_key(secret)
+    control = ControlClient(args.control, key, args.host, args.port)
+    try:
+        worker = Worker(package["topology"], package["conf"], args.topology_id, args.host,
+                        args.port, key, control, args.parent_pid)
+    except Exception:
+        log.exception("worker %s:%d: could not start", args.host, args.port)
+        control.close()
+        return 1
+
+    def stop(signum: int, frame: object) -> None:
+        worker.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The control channel between a worker and the process that started it.
+
+The parent (a supervisor, or a LocalCluster) binds a ROUTER socket; each worker connects a
+DEALER whose identity is "host:port". The worker speaks first and often (heartbeats); the
+parent answers a heartbeat that carries an old assignment version with the current
+assignment, so a restarted parent needs no state to bring its workers up to date.
+Every message carries the cluster MAC like worker-to-worker traffic.
+
+Worker -> parent: {"type": "heartbeat", ...} and {"type": "dump", ...} (testing captures).
+Parent -> worker: {"type": "assignment", "assignment": {...}} and {"type": "dump"}.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import zmq
+
+from worker.wire import CONTROL, BadMessage, Codec
+
+log = logging.getLogger(__name__)
+
+NO_TOPOLOGY_TAG = b"\0" * 8
+
+
+class ControlClient:
+    """The worker's end."""
+
+    def __init__(self, endpoint: str, key: bytes, host: str, port: int,
+                 context: zmq.Context | None = None) -> None:
+        self._codec = Codec(key, NO_TOPOLOGY_TAG, port)
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.IDENTITY, f"{host}:{port}".encode())
+        self.socket.connect(endpoint)
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.socket.send_multipart(self._codec.encode(CONTROL, message), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            log.debug("control channel full; dropped a %s", message.get("type"))
+
+    def receive(self) -> list[dict[str, Any]]:
+        out = []
+        while True:
+            try:
+                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return out
+            try:
+                kind, _, message = self._codec.decode(frames)
+            except BadMessage as e:
+                log.warning("control channel: dropped a message: %s", e)
+                continue
+            if kind == CONTROL and isinstance(message, dict):
+                out.append(message)
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+
+class ControlServer:
+    """The parent's end. Not thread-safe: one thread owns it."""
+
+    def __init__(self, endpoint: str, key: bytes, context: zmq.Context | None = None) -> None:
+        self._codec = Codec(key, NO_TOPOLOGY_TAG, 0)
+        self._context = context or zmq.Context()
+        self._own_context = context is None
+        self.socket = self._context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.socket.bind(endpoint)
+        self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.rejected = 0
+
+    def poll(self, timeout_ms: int) -> list[tuple[str, dict[str, Any]]]:
+        """Messages that arrived within `timeout_ms`, as (worker "host:port", message)."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        if not self.socket.poll(timeout_ms):
+            return out
+        while True:
+            try:
+                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return out
+            identity, body = frames[0], frames[1:]
+            try:
+                kind, _, message = self._codec.decode(body)
+            except BadMessage as e:
+                self.rejected += 1
+                log.warning("control: dropped a message from %r: %s", identity, e)
+                continue
+            if kind == CONTROL and isinstance(message, dict):
+                out.append((identity.decode(errors="replace"), message))
+
+    def send(self, worker: str, message: dict[str, Any]) -> None:
+        frames = [worker.encode()] + self._codec.encode(CONTROL, message)
+        try:
+            self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
+        except zmq.ZMQError as e:
+            log.debug("control: could not send %s to %s: %s", message.get("type"), worker, e)
+
+    def close(self) -> None:
+        self.socket.close(0)
+        if self._own_context:
+            self._context.term()

@@ -1,0 +1,66 @@
+"""Starting worker processes: used by the supervisor and by LocalCluster alike."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from worker.__main__ import SECRET_ENV
+
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def hash_seed(topology_id: str) -> int:
+    """The PYTHONHASHSEED all workers of a topology share, so fields grouping agrees."""
+    return zlib.crc32(topology_id.encode()) % 4294967295 + 1
+
+
+def spawn_worker(
+    *,
+    topology_id: str,
+    host: str,
+    port: int,
+    control: str,
+    code_path: str,
+    secret: str,
+    log_path: str,
+    parent_pid: int | None = None,
+    sys_path: Sequence[str] = (),
+    log_level: str = "INFO",
+) -> subprocess.Popen:
+    """Start `python -m worker` for one slot, detached from the caller's terminal."""
+    env = dict(os.environ)
+    env["PYTHONHASHSEED"] = str(hash_seed(topology_id))
+    env[SECRET_ENV] = secret
+    paths = [PROJECT_ROOT, *sys_path]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    cmd = [sys.executable, "-m", "worker", "--topology-id", topology_id, "--host", host,
+           "--port", str(port), "--control", control, "--code", code_path,
+           "--log-level", log_level]
+    if parent_pid is not None:
+        cmd += ["--parent-pid", str(parent_pid)]
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports the OS says are free right now (all held open until all are chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()

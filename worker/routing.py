@@ -1,0 +1,86 @@
+"""Routing tables, computed once per worker: who consumes each stream and how.
+
+Streams get small integer codes (the same in every worker, since every worker holds the same
+topology), so a tuple on the wire carries an int rather than two strings, and the receiver
+finds its component, stream and field names with one list index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from topology.groupings import Chooser, make_chooser
+from topology.model import Topology
+from topology.tuple import SYSTEM_COMPONENT, TICK_STREAM, StreamInfo
+
+
+class Route:
+    """How one task's stream is delivered: choosers for grouped consumers, direct targets."""
+
+    __slots__ = ("stream", "code", "nfields", "choosers", "direct_tasks", "emitted")
+
+    def __init__(self, stream: str, code: int, nfields: int, choosers: list[Chooser],
+                 direct_tasks: frozenset[int]) -> None:
+        self.stream = stream
+        self.code = code
+        self.nfields = nfields
+        self.choosers = choosers
+        self.direct_tasks = direct_tasks
+        self.emitted = 0
+
+    def targets(self, values: Sequence[Any]) -> list[int]:
+        choosers = self.choosers
+        if len(choosers) == 1:
+            return choosers[0](values)
+        out: list[int] = []
+        for choose in choosers:
+            out += choose(values)
+        return out
+
+
+def stream_table(topology: Topology) -> list[StreamInfo]:
+    """Every stream of the topology, indexed by its code; the tick stream is code 0."""
+    table = [StreamInfo(SYSTEM_COMPONENT, TICK_STREAM, ["freq"])]
+    for cid in sorted(topology.components):
+        outputs = topology.components[cid].outputs
+        for stream in sorted(outputs):
+            table.append(StreamInfo(cid, stream, outputs[stream]))
+    return table
+
+
+def stream_codes(table: Sequence[StreamInfo]) -> dict[tuple[str, str], int]:
+    return {(info.component, info.stream): code for code, info in enumerate(table)}
+
+
+def build_routes(
+    topology: Topology,
+    component_id: str,
+    task: int,
+    component_tasks: Mapping[str, Sequence[int]],
+    local_tasks: set[int],
+    codes: Mapping[tuple[str, str], int],
+    context: Any,
+) -> dict[str, Route]:
+    """The routes of every stream that `component_id`'s task `task` declares."""
+    spec = topology.components[component_id]
+    routes: dict[str, Route] = {}
+    for stream, fields in spec.outputs.items():
+        choosers: list[Chooser] = []
+        direct: set[int] = set()
+        for bolt in sorted(topology.bolts(), key=lambda b: b.id):
+            for grouping in bolt.inputs:
+                if grouping.source != component_id or grouping.stream != stream:
+                    continue
+                targets = component_tasks[bolt.id]
+                if grouping.kind == "direct":
+                    direct.update(targets)
+                    continue
+                local = [t for t in targets if t in local_tasks]
+                choosers.append(make_chooser(grouping, fields, targets, task, local, context))
+        routes[stream] = Route(stream, codes[(component_id, stream)], len(fields), choosers,
+                               frozenset(direct))
+    return routes
+
+
+Deliver = Callable[[tuple], None]

@@ -1,0 +1,94 @@
+"""Counters and latency histograms kept per executor, cheap enough for the hot path.
+
+Hot paths bump plain integer attributes; latencies go into log-scale histograms
+(8 buckets per power of two, about 9% resolution) from which percentiles are read.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class Histogram:
+    """Latencies in seconds; `percentile` answers within one bucket's width (~9%)."""
+
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        micros = seconds * 1e6
+        b = int(math.log2(micros) * 8) if micros > 1.0 else 0
+        buckets = self.buckets
+        buckets[b] = buckets.get(b, 0) + 1
+        self.count += 1
+        self.total += seconds
+
+    def merge(self, other: Histogram | dict[str, Any]) -> None:
+        if isinstance(other, dict):
+            other = Histogram.from_dict(other)
+        for b, n in other.buckets.items():
+            self.buckets[b] = self.buckets.get(b, 0) + n
+        self.count += other.count
+        self.total += other.total
+
+    def percentile(self, p: float) -> float | None:
+        """Upper edge of the bucket holding the p-th percentile, in seconds (None if empty)."""
+        if not self.count:
+            return None
+        rank = p / 100.0 * self.count
+        seen = 0
+        for b in sorted(self.buckets):
+            seen += self.buckets[b]
+            if seen >= rank:
+                return 2 ** ((b + 1) / 8) / 1e6
+        return 2 ** ((max(self.buckets) + 1) / 8) / 1e6
+
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"buckets": {str(b): n for b, n in self.buckets.items()}, "count": self.count,
+                "total": self.total}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Histogram:
+        h = cls()
+        h.buckets = {int(b): int(n) for b, n in data.get("buckets", {}).items()}
+        h.count = int(data.get("count", 0))
+        h.total = float(data.get("total", 0.0))
+        return h
+
+
+class ExecutorStats:
+    """What one task did. Counters are totals since the task started."""
+
+    def __init__(self, component: str, task: int, kind: str) -> None:
+        self.component = component
+        self.task = task
+        self.kind = kind
+        self.executed = 0
+        self.acked = 0
+        self.failed = 0
+        self.timed_out = 0
+        self.execute_time = 0.0  # seconds spent in process()/next_tuple()
+        self.complete_latency = Histogram()  # spouts: emit -> tree acked
+
+    def snapshot(self, emitted: dict[str, int], transferred: int) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "task": self.task,
+            "type": self.kind,
+            "emitted": emitted,
+            "transferred": transferred,
+            "executed": self.executed,
+            "acked": self.acked,
+            "failed": self.failed,
+            "timed_out": self.timed_out,
+            "execute_time": self.execute_time,
+            "complete_latency": self.complete_latency.to_dict(),
+        }
