@@ -113,3 +113,27 @@ class Topology:
             changed.components[cid] = copy.copy(self.components[cid])
             changed.components[cid].parallelism = n
         return changed
+
+    def describe(self, conf: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """A JSON-safe description of the components and their wiring (for state and UIs)."""
+        tasks = self.component_tasks(conf)
+        components: dict[str, Any] = {}
+        for cid, spec in sorted(self.components.items()):
+            components[cid] = {
+                "type": spec.kind,
+                "parallelism": spec.parallelism,
+                "tasks": tasks[cid],
+                "outputs": {s: list(f) for s, f in spec.outputs.items()},
+                "inputs": [{"source": g.source, "stream": g.stream, "grouping": g.kind,
+                            "fields": list(g.fields)} for g in spec.inputs],
+                "class": f"{type(spec.obj).__module__}.{type(spec.obj).__qualname__}"
+                if not isinstance(spec.obj, type)
+                else f"{spec.obj.__module__}.{spec.obj.__qualname__}",
+            }
+        return {
+            "components": components,
+            "num_workers": self.num_workers(conf),
+            "num_ackers": self.num_ackers(conf),
+            "num_tasks": sum(len(t) for t in tasks.values()),
+            "acker_tasks": tasks.get(ACKER_COMPONENT, []),
+        }

@@ -92,3 +92,28 @@ class ExecutorStats:
             "execute_time": self.execute_time,
             "complete_latency": self.complete_latency.to_dict(),
         }
+
+
+def aggregate_components(heartbeats: Any) -> dict[str, dict[str, Any]]:
+    """Sum the executor snapshots of many worker heartbeats per component.
+
+    Returns {component: {"type", "tasks", "emitted", "transferred", "executed", "acked",
+    "failed", "timed_out", "execute_time", "complete_latency": Histogram}}.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for hb in heartbeats:
+        for e in hb.get("executors", ()):
+            c = out.get(e["component"])
+            if c is None:
+                c = out[e["component"]] = {
+                    "type": e["type"], "tasks": 0, "emitted": 0, "transferred": 0,
+                    "executed": 0, "acked": 0, "failed": 0, "timed_out": 0,
+                    "execute_time": 0.0, "complete_latency": Histogram(),
+                }
+            c["tasks"] += 1
+            c["emitted"] += sum(e["emitted"].values())
+            for key in ("transferred", "executed", "acked", "failed", "timed_out",
+                        "execute_time"):
+                c[key] += e.get(key, 0)
+            c["complete_latency"].merge(e.get("complete_latency") or {})
+    return out

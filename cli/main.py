@@ -1,0 +1,69 @@
+"""`squall`: one entry point, a subcommand per module (each has `register(subparsers)`).
+
+Only this layer turns errors into messages and exit codes: a SquallError becomes one line
+on stderr and exit status 1; argparse's usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from topology.errors import SquallError
+
+log = logging.getLogger(__name__)
+
+COMMAND_MODULES = ["cli.local_cmd", "cli.cluster_cmds", "cli.daemon_cmds"]
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every subcommand accepts (a parent parser)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", metavar="PATH", help="TOML config file (default: $SQUALL_CONF)")
+    p.add_argument("-c", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a config key (repeatable)")
+    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="squall", description="Squall stream processing")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    parent = common_options()
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(subparsers, parent)
+    return parser
+
+
+def load_config(args: argparse.Namespace):  # -> cluster.config.Config
+    from cluster.config import Config
+
+    return Config.load(args.config, overrides=list(args.overrides))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "WARNING").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except SquallError as e:
+        print(f"squall {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
