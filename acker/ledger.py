@@ -47,7 +47,7 @@ class AckerLedger:
         entry = self._entries.get(root)
         if entry is None:
             entry = _Entry()
-            self._entries.put(root, entry)
+            self._entries.put_new(root, entry)  # get() just looked in every bucket
         return entry
 
     def init(self, root: int, val: int, spout_task: int) -> Outcome | None:

@@ -29,6 +29,10 @@ class RotatingMap(Generic[K, V]):
                 bucket.pop(key, None)
         head[key] = value
 
+    def put_new(self, key: K, value: V) -> None:
+        """Add a key the caller knows is in no bucket (a fresh random id): one dict write."""
+        self._buckets[0][key] = value
+
     def get(self, key: K, default: Any = None) -> Any:
         for bucket in self._buckets:
             value = bucket.get(key, _MISSING)

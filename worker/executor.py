@@ -138,10 +138,18 @@ class SpoutCollector(_Collector):
         self._outbox = outbox
         self._pending = executor.pending
         self.now = 0.0
+        self.tracked = 0  # tuples emitted with a msg id that the acker tracks
 
     def emit(self, values: Sequence[Any], msg_id: Any = None, stream: str = "default") -> list[int]:
-        route = self._route(stream, values)
-        targets = route.targets(values)
+        route = self._routes.get(stream)
+        if route is None or len(values) != route.nfields:
+            return self._route(stream, values).targets(values)  # raises the clear error
+        route.emitted += 1
+        self.count += 1
+        if self._capture is not None:
+            self._capture.append((self._component, stream, list(values)))
+        single = route.single
+        targets = single(values) if single is not None else route.targets(values)
         self._send(targets, route.code, values, msg_id)
         return targets
 
@@ -174,7 +182,8 @@ class SpoutCollector(_Collector):
             edge = rand64(64)
             xor ^= edge
             dest[t]((task, code, values, (root, edge)))
-        self._pending.put(root, (msg_id, self.now))
+        self._pending.put_new(root, (msg_id, self.now))
+        self.tracked += 1
         outbox.inits.append((root, xor, task))
 
 
@@ -190,8 +199,36 @@ class BoltCollector(_Collector):
 
     def emit(self, values: Sequence[Any], anchors: Sequence[Tuple] | None = None,
              stream: str = "default") -> list[int]:
-        route = self._route(stream, values)
-        targets = route.targets(values)
+        # The hot path: route lookup, target choice and the common "anchored to the one
+        # input tuple, which has one root" case are inlined to save calls per tuple.
+        route = self._routes.get(stream)
+        if route is None or len(values) != route.nfields:
+            return self._route(stream, values).targets(values)  # raises the clear error
+        route.emitted += 1
+        if self._capture is not None:
+            self._capture.append((self._component, stream, list(values)))
+        single = route.single
+        targets = single(values) if single is not None else route.targets(values)
+        if anchors is None:
+            current = self.current
+            dest = self._dest
+            if current is None or not current.id or not self._auto_anchor:
+                item = (self._task, route.code, values, ())
+                for t in targets:
+                    dest[t](item)
+                self.transferred += len(targets)
+                return targets
+            ids = current.id
+            if len(ids) == 2 and current._ackval is not None:
+                root = ids[0]
+                task = self._task
+                code = route.code
+                for t in targets:
+                    edge = rand64(64)
+                    current._ackval ^= edge
+                    dest[t]((task, code, values, (root, edge)))
+                self.transferred += len(targets)
+                return targets
         self._send(targets, route.code, values, anchors)
         return targets
 
@@ -257,8 +294,11 @@ class BoltCollector(_Collector):
             return
         tup._ackval = None
         ids = tup.id
-        if ids:
-            acks = self._acks
+        acks = self._acks
+        if len(ids) == 2:
+            root = ids[0]
+            acks[root] = acks.get(root, 0) ^ ids[1] ^ ackval
+        else:
             for i in range(0, len(ids), 2):
                 root = ids[i]
                 acks[root] = acks.get(root, 0) ^ ids[i + 1] ^ ackval
@@ -303,13 +343,15 @@ class SpoutExecutor(Executor):
         collector = self.collector
         assert collector is not None
         collector.now = now
-        pending = self.pending
-        max_pending = self.max_pending
         next_tuple = self.spout.next_tuple
+        # Only this loop adds to `pending` (each tracked emit adds one entry), so the room
+        # left under max.spout.pending is computed once rather than per call.
+        room = self.max_pending - len(self.pending) if self.max_pending else -1
+        tracked_before = collector.tracked
         emitted_before = count = collector.count
         start = time.perf_counter()
         for _ in range(calls):
-            if max_pending and len(pending) >= max_pending:
+            if room >= 0 and collector.tracked - tracked_before >= room:
                 break
             try:
                 next_tuple()
@@ -392,7 +434,9 @@ class BoltExecutor(Executor):
         infos = self.infos
         process = self.bolt.process
         ack = collector.ack
+        acks = collector._acks
         auto_ack = self.auto_ack
+        acked = 0
         start = time.perf_counter()
         for _ in range(n):
             src, code, values, ids = popleft()
@@ -403,11 +447,25 @@ class BoltExecutor(Executor):
             except Exception as e:
                 self._failed(tup, e)
                 continue
-            if auto_ack and tup._ackval is not None:
-                ack(tup)
+            if auto_ack:
+                ackval = tup._ackval
+                if ackval is None:
+                    continue
+                if len(ids) == 2:  # inlined BoltCollector.ack for one root
+                    tup._ackval = None
+                    root = ids[0]
+                    acks[root] = acks.get(root, 0) ^ ids[1] ^ ackval
+                    acked += 1
+                elif not ids:  # untracked: nothing to tell the acker
+                    tup._ackval = None
+                    acked += 1
+                else:
+                    ack(tup)
         collector.current = None
-        self.stats.execute_time += time.perf_counter() - start
-        self.stats.executed += n
+        stats = self.stats
+        stats.execute_time += time.perf_counter() - start
+        stats.executed += n
+        stats.acked += acked
         return n
 
     def _failed(self, tup: Tuple, exc: Exception) -> None:

@@ -18,7 +18,7 @@ from topology.tuple import SYSTEM_COMPONENT, TICK_STREAM, StreamInfo
 class Route:
     """How one task's stream is delivered: choosers for grouped consumers, direct targets."""
 
-    __slots__ = ("stream", "code", "nfields", "choosers", "direct_tasks", "emitted")
+    __slots__ = ("stream", "code", "nfields", "choosers", "single", "direct_tasks", "emitted")
 
     def __init__(self, stream: str, code: int, nfields: int, choosers: list[Chooser],
                  direct_tasks: frozenset[int]) -> None:
@@ -26,6 +26,7 @@ class Route:
         self.code = code
         self.nfields = nfields
         self.choosers = choosers
+        self.single = choosers[0] if len(choosers) == 1 else None  # the common case
         self.direct_tasks = direct_tasks
         self.emitted = 0
 

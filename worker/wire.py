@@ -1,7 +1,10 @@
 """Wire format of everything a worker sends: one module, small pure functions.
 
-A message is three ZeroMQ frames: a fixed header, a pickled payload and a 16-byte keyed
-BLAKE2b MAC over both. The header names the message kind, the sending worker and a tag of
+A message is three ZeroMQ frames: a fixed header, the payload and a 16-byte keyed BLAKE2b
+MAC over both. Payloads are marshalled when they hold only built-in types (about twice as
+fast as pickle both ways, and what tuples of str/int/float usually are) and pickled
+otherwise; the header says which. Every worker of a cluster runs the same Python, which
+marshal's format requires, and nothing is unmarshalled or unpickled before its MAC checks. The header names the message kind, the sending worker and a tag of
 the topology, so a receiver can drop foreign or forged messages before unpickling anything.
 
 Payloads by kind:
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import marshal
 import pickle
 import struct
 from typing import Any
@@ -30,7 +34,9 @@ CONTROL = 5
 KIND_NAMES = {DATA: "data", ACKER: "acker", SPOUT: "spout", BACKPRESSURE: "backpressure",
               CONTROL: "control"}
 
-_HEADER = struct.Struct("!BBH8s")  # version, kind, sender port, topology tag
+_HEADER = struct.Struct("!BBBH8s")  # version, kind, format, sender port, topology tag
+MARSHAL = 0
+PICKLE = 1
 MAC_SIZE = 16
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -63,8 +69,13 @@ class Codec:
         return h.digest()
 
     def encode(self, kind: int, obj: Any) -> list[bytes]:
-        header = _HEADER.pack(VERSION, kind, self._port, self._tag)
-        payload = pickle.dumps(obj, PROTOCOL)
+        try:
+            payload = marshal.dumps(obj, 4)
+            fmt = MARSHAL
+        except ValueError:  # a value marshal does not know (a user class, a namedtuple...)
+            payload = pickle.dumps(obj, PROTOCOL)
+            fmt = PICKLE
+        header = _HEADER.pack(VERSION, kind, fmt, self._port, self._tag)
         return [header, payload, self._mac(header, payload)]
 
     def decode(self, frames: list[bytes]) -> tuple[int, int, Any]:
@@ -74,9 +85,13 @@ class Codec:
         header, payload, mac = frames
         if not hmac.compare_digest(mac, self._mac(header, payload)):
             raise BadMessage("bad MAC (wrong secret?)")
-        version, kind, port, tag = _HEADER.unpack(header)
+        version, kind, fmt, port, tag = _HEADER.unpack(header)
         if version != VERSION:
             raise BadMessage(f"wire version {version}, expected {VERSION}")
         if tag != self._tag and kind != CONTROL:
             raise BadMessage("message for another topology")
-        return kind, port, pickle.loads(payload)
+        try:
+            obj = marshal.loads(payload) if fmt == MARSHAL else pickle.loads(payload)
+        except Exception as e:  # authenticated but unreadable: a bug or a version mismatch
+            raise BadMessage(f"undecodable payload: {type(e).__name__}: {e}") from None
+        return kind, port, obj

@@ -1,0 +1,203 @@
+"""`squall submit|list|status|kill|activate|deactivate|rebalance`: talk to nimbus.
+
+Each takes `--json` for machine output. `-c key=value` configures this client (nimbus.seeds,
+cluster.secret, ...); for `submit`, the `topology.*` and `worker.*` ones are also sent with
+the topology as its config overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from topology.errors import SquallError
+
+SENT_PREFIXES = ("topology.", "worker.")
+
+
+def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--json", action="store_true", help="machine-readable output")
+    parents = [parent, out]
+
+    p = subparsers.add_parser("submit", parents=parents, help="submit a topology to nimbus",
+                              description="Submit FILE's topology to the cluster.")
+    p.add_argument("file", metavar="FILE", help="Python file defining `topology`")
+    p.add_argument("--name", default=None, help="topology name (default: the topology's)")
+    p.add_argument("--wait", action="store_true",
+                   help="wait until every worker runs the assignment")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="how long --wait waits (default 60)")
+    p.set_defaults(run=submit)
+
+    p = subparsers.add_parser("list", parents=parents, help="list the running topologies")
+    p.set_defaults(run=list_cmd)
+
+    p = subparsers.add_parser("status", parents=parents, help="show a topology's status")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(run=status)
+
+    p = subparsers.add_parser("kill", parents=parents, help="kill a topology",
+                              description="Deactivate NAME's spouts, wait, then remove it.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--wait", type=float, default=None, metavar="S",
+                   help="seconds between deactivation and removal "
+                        "(default: topology.message.timeout.secs)")
+    p.set_defaults(run=lambda args: _simple(args, "kill", wait=args.wait))
+
+    for action in ("activate", "deactivate"):
+        p = subparsers.add_parser(action, parents=parents, help=f"{action} a topology's spouts")
+        p.add_argument("name", metavar="NAME")
+        p.set_defaults(run=_action_runner(action))
+
+    p = subparsers.add_parser("rebalance", parents=parents,
+                              help="change a topology's workers or parallelism",
+                              description="Redistribute NAME over WORKERS workers and/or change "
+                                          "components' parallelism.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-n", "--num-workers", type=int, default=None, metavar="WORKERS")
+    p.add_argument("-e", "--executors", action="append", default=[], metavar="COMPONENT=N",
+                   help="new parallelism of a component (repeatable)")
+    p.add_argument("--wait", type=float, default=None, metavar="S",
+                   help="seconds the topology is deactivated before the change "
+                        "(default: topology.message.timeout.secs)")
+    p.set_defaults(run=rebalance)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from cli.main import load_config
+    from nimbus.client import NimbusClient
+
+    return NimbusClient.from_config(load_config(args))
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> int:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+    return 0
+
+
+def _action_runner(action: str) -> Callable[[argparse.Namespace], int]:
+    return lambda args: _simple(args, action)
+
+
+def _simple(args: argparse.Namespace, action: str, **kwargs: Any) -> int:
+    reply = getattr(_client(args), action)(args.name, **kwargs)
+    past = {"kill": "killed", "activate": "activated", "deactivate": "deactivated"}[action]
+    return _emit(args, reply, f"squall {action}: {past} {reply['name']!r} "
+                              f"({reply['id']}, now {reply['status']})")
+
+
+# --- submit -------------------------------------------------------------------------------------
+
+
+def submit(args: argparse.Namespace) -> int:
+    import cloudpickle
+
+    from cli.loader import load_topology_file
+    from cli.main import load_config
+    from cluster.config import parse_override
+    from nimbus.client import NimbusClient
+    from topology.builder import validate
+
+    config = load_config(args)
+    topology = load_topology_file(args.file)
+    if args.name:
+        topology.name = args.name
+    problems = validate(topology)
+    if problems:
+        raise SquallError(f"{args.file}: topology {topology.name!r} is invalid: "
+                          f"{'; '.join(problems)}")
+    overrides = {k: v for k, v in (parse_override(o) for o in args.overrides)
+                 if k.startswith(SENT_PREFIXES)}
+    try:
+        blob = cloudpickle.dumps({"topology": topology, "overrides": overrides})
+    except Exception as e:  # the user's objects may not pickle
+        raise SquallError(f"{args.file}: cannot pickle the topology: {type(e).__name__}: "
+                          f"{e}") from e
+    client = NimbusClient.from_config(config)
+    reply = client.submit(blob, topology.name, overrides)
+    if args.wait:
+        reply = wait_running(client, reply["name"], args.timeout)
+    return _emit(args, reply, f"squall submit: submitted {reply['name']!r} as {reply['id']} "
+                              f"({reply['num_workers']} workers, {reply['num_tasks']} tasks)"
+                              + (", running" if args.wait else ""))
+
+
+def wait_running(client: Any, name: str, timeout: float) -> dict[str, Any]:
+    """Poll until every assigned worker heartbeats with the current assignment version."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = client.status(name)
+        version, workers = st.get("assignment_version"), st.get("workers") or []
+        if version is not None and workers and all(
+            w.get("heartbeat_version") == version for w in workers
+        ):
+            return dict(st)
+        if time.monotonic() >= deadline:
+            running = sum(1 for w in workers if w.get("heartbeat_version") == version)
+            raise SquallError(f"topology {name!r}: {running} of {len(workers)} workers running "
+                              f"after {timeout:g} s")
+        time.sleep(0.25)
+
+
+# --- list / status / rebalance ------------------------------------------------------------------
+
+
+def list_cmd(args: argparse.Namespace) -> int:
+    topologies = _client(args).list()
+    if args.json:
+        return _emit(args, topologies, "")
+    if not topologies:
+        print("no topologies running")
+        return 0
+    rows = [("NAME", "ID", "STATUS", "WORKERS", "TASKS", "UPTIME", "OWNER")]
+    rows += [(t["name"], t["id"], t["status"], f"{t['assigned_workers']}/{t['num_workers']}",
+              str(t["num_tasks"]), _duration(t["uptime_secs"]), str(t.get("owner") or ""))
+             for t in topologies]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    st = _client(args).status(args.name)
+    if args.json:
+        return _emit(args, st, "")
+    print(f"{st['name']} ({st['id']}): {st['status']}, {st['assigned_workers']}/"
+          f"{st['num_workers']} workers, {st['num_tasks']} tasks, up {_duration(st['uptime_secs'])}"
+          f", owner {st.get('owner')}, assignment v{st.get('assignment_version')}")
+    for cid, comp in sorted(st["components"].items()):
+        print(f"  {comp['type']:5} {cid}: parallelism {comp['parallelism']}")
+    for w in st["workers"]:
+        hb = "no heartbeat" if w.get("heartbeat_version") is None else \
+            f"running v{w['heartbeat_version']}"
+        print(f"  worker {w['host']}:{w['port']} tasks {w['tasks']}: {hb}")
+    for cid, errors in sorted(st.get("errors", {}).items()):
+        last = errors[-1]
+        print(f"  last error of {cid}: {last.get('error', last)}")
+    return 0
+
+
+def rebalance(args: argparse.Namespace) -> int:
+    parallelism: dict[str, int] = {}
+    for item in args.executors:
+        cid, sep, n = item.partition("=")
+        if not sep or not cid or not n.strip().isdigit() or int(n) < 1:
+            raise SquallError(f"-e {item!r}: expected COMPONENT=N with N >= 1")
+        parallelism[cid.strip()] = int(n)
+    if args.num_workers is None and not parallelism:
+        raise SquallError("rebalance: give -n WORKERS and/or -e COMPONENT=N")
+    reply = _client(args).rebalance(args.name, args.num_workers, parallelism, args.wait)
+    return _emit(args, reply, f"squall rebalance: {reply['name']!r} is {reply['status']} "
+                              f"({reply['num_workers']} workers, {reply['num_tasks']} tasks)")
+
+
+def _duration(secs: float) -> str:
+    secs = int(secs)
+    if secs < 3600:
+        return f"{secs // 60}m{secs % 60:02d}s"
+    return f"{secs // 3600}h{secs % 3600 // 60:02d}m"
