@@ -58,10 +58,15 @@ class LocalCluster:
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         from cluster.config import Config
+        from cluster.memstore import MemoryClusterState
         from worker.control import ControlServer
         from worker.wire import secret_key
 
         self.conf = Config.from_mapping(dict(config or {}))
+        # The same records nimbus and supervisors keep in ZooKeeper, in memory: what the
+        # dashboard and `status` read in local mode.
+        self.state = MemoryClusterState()
+        self.supervisor_id = f"local-{os.getpid()}"
         self.host = "127.0.0.1"
         self.dir = tempfile.mkdtemp(prefix="squall-local-")
         self._secret = self.conf.get("cluster.secret") or secrets.token_hex(16)
@@ -105,6 +110,7 @@ class LocalCluster:
             with open(local.code_path, "wb") as f:
                 cloudpickle.dump({"topology": topology, "conf": conf}, f)
             self._topologies[topology.name] = local
+            self._publish(local)
             for port in sorted(local.workers):
                 self._spawn(local, port)
         log.info("local cluster: submitted %s with %d workers", topology_id, len(local.workers))
@@ -118,7 +124,11 @@ class LocalCluster:
             time.sleep(wait)  # the documented grace period, not synchronisation
         with self._lock:
             self._topologies.pop(name, None)
+            self.state.set_topology(local.id, {**self.state.topology(local.id), "status": "KILLED"})
         self._stop_workers(local)
+        with self._lock:
+            self.state.remove_topology(local.id)
+            self._register_supervisor()
         if local.code_path and os.path.exists(local.code_path):
             os.unlink(local.code_path)
         log.info("local cluster: killed %s", local.id)
@@ -182,6 +192,7 @@ class LocalCluster:
         self._closed = True
         self._thread.join(timeout=5)
         self._server.close()
+        self.state.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         atexit.unregister(self.shutdown)
         log.info("local cluster: stopped")
@@ -210,6 +221,31 @@ class LocalCluster:
                             "tasks": locations}
         local.workers = {port: None for port in ports}
 
+    def _publish(self, local: LocalTopology) -> None:
+        """Write the topology's record and assignment to the in-memory cluster state."""
+        from cluster.meta import ACTIVE, INACTIVE, topology_meta
+
+        a = local.assignment
+        status = ACTIVE if a["active"] else INACTIVE
+        self.state.set_topology(local.id, topology_meta(local.id, local.topology, local.conf,
+                                                        status, submitted=local.started))
+        workers: dict[int, list[int]] = {}
+        for task, (_, port) in a["tasks"].items():
+            workers.setdefault(port, []).append(int(task))
+        self.state.set_assignment(local.id, {
+            "topology_id": local.id, "version": a["version"],
+            "workers": [{"supervisor": self.supervisor_id, "host": self.host, "port": port,
+                         "tasks": sorted(tasks)} for port, tasks in sorted(workers.items())],
+        })
+        self._register_supervisor()
+
+    def _register_supervisor(self) -> None:
+        ports = sorted(p for t in self._topologies.values() for p in t.workers)
+        self.state.register_supervisor(self.supervisor_id, {
+            "host": self.host, "ports": ports, "hostname": self.host, "pid": os.getpid(),
+            "local": True,
+        })
+
     def _spawn(self, local: LocalTopology, port: int) -> None:
         from worker.launcher import spawn_worker
 
@@ -225,6 +261,7 @@ class LocalCluster:
         with self._lock:
             a = local.assignment
             local.assignment = {**a, "active": active, "version": a["version"] + 1}
+            self._publish(local)
             for port in local.workers:
                 self._outgoing.append((f"{self.host}:{port}",
                                        {"type": "assignment", "assignment": local.assignment}))
@@ -291,6 +328,9 @@ class LocalCluster:
         local.heartbeats[port] = message
         local.errors.extend(message.get("errors", ()))
         del local.errors[:-100]
+        self.state.worker_heartbeat(local.id, worker, message)
+        for error in message.get("errors", ()):
+            self.state.report_error(local.id, error["component"], error)
         if message.get("version") != local.assignment["version"]:
             self._outgoing.append((worker, {"type": "assignment",
                                             "assignment": local.assignment}))

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import psutil
 import zmq
 
 from topology.context import TopologyContext
@@ -23,6 +24,7 @@ from worker.control import ControlClient
 from worker.executor import (AckerExecutor, AckOutbox, BoltCollector, BoltExecutor, ErrorLog,
                              SpoutCollector, SpoutExecutor)
 from worker.routing import build_routes, stream_codes, stream_table
+from worker.stats import Windows
 from worker.transport import Address, Transport
 from worker.wire import ACKER, BACKPRESSURE, DATA, SPOUT, Codec, topology_tag
 
@@ -77,6 +79,8 @@ class Worker:
         self.last_flush = 0.0
         self.timers: dict[str, float] = {}
         self.ticks: list[tuple[float, float, list[BoltExecutor]]] = []
+        self.windows = Windows()
+        self._process = psutil.Process()
 
     # ----------------------------------------------------------------- set-up
 
@@ -434,6 +438,8 @@ class Worker:
     def _heartbeat(self, now: float) -> None:
         if self.control is None:
             return
+        executors = [e.snapshot() for e in [*self.spouts, *self.bolts, *self.ackers.values()]]
+        self.windows.add(now, executors)
         self.control.send({
             "type": "heartbeat",
             "topology_id": self.topology_id,
@@ -446,13 +452,13 @@ class Worker:
             "state": "running" if self.assignment is not None else "waiting",
             "active": self.active,
             "tasks": self.tasks,
-            "executors": [e.snapshot() for e in [*self.spouts, *self.bolts,
-                                                  *self.ackers.values()]],
+            "executors": executors,
             "errors": self.errors.take_unsent(),
             "queued": sum(len(b.queue) for b in self.bolts),
             "overloaded": self.overloaded,
             "rejected": self.transport.rejected,
             "dropped": self.dropped,
+            "rss": self._process.memory_info().rss,
             "sent_bytes": self.transport.sent_bytes,
             "received_bytes": self.transport.received_bytes,
         })

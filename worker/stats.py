@@ -117,3 +117,49 @@ def aggregate_components(heartbeats: Any) -> dict[str, dict[str, Any]]:
                 c[key] += e.get(key, 0)
             c["complete_latency"].merge(e.get("complete_latency") or {})
     return out
+
+
+WINDOW_SECS = 600.0
+_COUNTERS = ("transferred", "executed", "acked", "failed", "timed_out", "execute_time")
+
+
+def _totals(snapshot: dict[str, Any]) -> dict[str, Any]:
+    latency = snapshot["complete_latency"]
+    return {
+        "emitted": dict(snapshot["emitted"]),
+        **{k: snapshot[k] for k in _COUNTERS},
+        "latency_total": latency["total"],
+        "latency_count": latency["count"],
+    }
+
+
+class Windows:
+    """Keeps a worker's executor totals over time to report the last 10 minutes.
+
+    `add(now, snapshots)` stores the totals and attaches to each snapshot a "window" dict
+    with the same counters over the last WINDOW_SECS (or since start, whichever is
+    shorter) plus its length in "seconds". Time is the caller's monotonic clock.
+    """
+
+    def __init__(self, span: float = WINDOW_SECS) -> None:
+        self.span = span
+        self._history: list[tuple[float, dict[int, dict[str, Any]]]] = []
+
+    def add(self, now: float, snapshots: list[dict[str, Any]]) -> None:
+        current = {s["task"]: _totals(s) for s in snapshots}
+        history = self._history
+        history.append((now, current))
+        while len(history) > 2 and history[1][0] <= now - self.span:
+            history.pop(0)
+        then, old = history[0]
+        for s in snapshots:
+            before = old.get(s["task"])
+            now_t = current[s["task"]]
+            window: dict[str, Any] = {"seconds": now - then}
+            if before is None:
+                before = {k: (0 if k != "emitted" else {}) for k in now_t}
+            window["emitted"] = {stream: n - before["emitted"].get(stream, 0)
+                                 for stream, n in now_t["emitted"].items()}
+            for k in (*_COUNTERS, "latency_total", "latency_count"):
+                window[k] = now_t[k] - before[k]
+            s["window"] = window

@@ -1,0 +1,51 @@
+"""The topology record kept in the cluster state: one shape for nimbus and local mode."""
+
+from __future__ import annotations
+
+import getpass
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from topology.model import Topology
+
+ACTIVE = "ACTIVE"
+INACTIVE = "INACTIVE"
+KILLED = "KILLED"
+REBALANCING = "REBALANCING"
+
+
+def topology_meta(
+    topology_id: str,
+    topology: Topology,
+    conf: Mapping[str, Any],
+    status: str = ACTIVE,
+    code_version: int = 1,
+    owner: str | None = None,
+    submitted: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """{"id", "name", "status", "submitted", "owner", "code_version", "conf", components...}.
+
+    `conf` keeps only JSON-safe values (the secret never goes into the record).
+    """
+    safe_conf = {k: v for k, v in conf.items()
+                 if k != "cluster.secret" and isinstance(v, (str, int, float, bool, list, type(None)))}
+    return {
+        "id": topology_id,
+        "name": topology.name,
+        "status": status,
+        "submitted": time.time() if submitted is None else submitted,
+        "owner": owner or _user(),
+        "code_version": code_version,
+        "conf": safe_conf,
+        **topology.describe(conf),
+        **extra,
+    }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a bare container
+        return "unknown"
