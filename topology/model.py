@@ -92,7 +92,9 @@ class Topology:
 
         Storm's numbering: stable for the same topology and parallelism on every host.
         """
-        counts = {cid: spec.parallelism for cid, spec in self.components.items()}
+        cap = {**(conf or {}), **self.config}.get("topology.max.task.parallelism")
+        counts = {cid: min(spec.parallelism, cap) if cap else spec.parallelism
+                  for cid, spec in self.components.items()}
         ackers = self.num_ackers(conf)
         if ackers > 0:
             counts[ACKER_COMPONENT] = ackers
@@ -121,7 +123,7 @@ class Topology:
         for cid, spec in sorted(self.components.items()):
             components[cid] = {
                 "type": spec.kind,
-                "parallelism": spec.parallelism,
+                "parallelism": len(tasks[cid]),
                 "tasks": tasks[cid],
                 "outputs": {s: list(f) for s, f in spec.outputs.items()},
                 "inputs": [{"source": g.source, "stream": g.stream, "grouping": g.kind,

@@ -52,7 +52,9 @@ class Worker:
         self.stopping = False
         self.exit_code = 0
         self.started = time.monotonic()
-        self.errors = ErrorLog(host, port)
+        self.errors = ErrorLog(host, port,
+                               per_interval=int(conf["topology.max.error.report.per.interval"]),
+                               interval=float(conf["topology.error.throttle.interval.secs"]))
         self.batch_size = int(conf["worker.batch.size"])
         self.flush_interval = float(conf["worker.flush.interval.ms"]) / 1000.0
         self.high_watermark = int(conf["worker.queue.high.watermark"])
@@ -153,6 +155,10 @@ class Worker:
                  self.topology_id)
 
     def _open(self, contexts: dict[int, TopologyContext]) -> None:
+        if self.conf.get("topology.debug"):
+            for executor in [*self.spouts, *self.bolts]:
+                assert executor.collector is not None
+                _log_emits(executor.collector, self.host, self.port)
         for spout in self.spouts:
             spout.spout._attach(spout.collector)
             conf = {**self.conf, **self.topology.components[spout.component].config}
@@ -239,6 +245,9 @@ class Worker:
         for kind, sender, payload in messages:
             if kind == DATA:
                 self._take_data(payload)
+                if not self.overloaded:
+                    # Signal at once: waiting for the timer can take a whole slow bolt slice.
+                    self._check_overload(now)
             elif kind == ACKER:
                 for task, (inits, acks, fails) in payload.items():
                     acker = self.ackers.get(task)
@@ -458,6 +467,7 @@ class Worker:
             "overloaded": self.overloaded,
             "rejected": self.transport.rejected,
             "dropped": self.dropped,
+            "errors_suppressed": self.errors.suppressed,
             "rss": self._process.memory_info().rss,
             "sent_bytes": self.transport.sent_bytes,
             "received_bytes": self.transport.received_bytes,
@@ -491,3 +501,17 @@ class Worker:
         self.transport.close()
         if self.control is not None:
             self.control.close()
+
+
+def _log_emits(collector: Any, host: str, port: int) -> None:
+    """topology.debug: wrap a collector's emit methods to log every tuple (slow, on purpose)."""
+    for name in ("emit", "emit_direct"):
+        inner = getattr(collector, name)
+
+        def logged(*args: Any, _inner: Any = inner, _name: str = name, **kwargs: Any) -> Any:
+            targets = _inner(*args, **kwargs)
+            log.info("worker %s:%d: %s task %d %s %r -> tasks %s", host, port,
+                     collector._component, collector._task, _name, args, targets)
+            return targets
+
+        setattr(collector, name, logged)
