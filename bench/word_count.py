@@ -21,10 +21,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psutil  # noqa: E402
+import psutil
 
-from topology import Bolt, LocalCluster, Spout, TopologyBuilder  # noqa: E402
-from worker.stats import Histogram, aggregate_components  # noqa: E402
+from topology import Bolt, LocalCluster, Spout, TopologyBuilder
+from worker.stats import Histogram, aggregate_components
 
 SENTENCES = [
     "the cow jumped over the moon",

@@ -39,7 +39,7 @@ def load_topology_file(path: str) -> Topology:
         raise SquallError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
     except SquallError as e:
         raise SquallError(f"{path}: {e}") from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - the user's file may raise anything
         where = traceback.extract_tb(e.__traceback__)[-1]
         raise SquallError(
             f"{path}: {type(e).__name__}: {e} (at {where.filename}:{where.lineno})"

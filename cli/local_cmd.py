@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 print(_line(now_t - started, now, rate), file=sys.stderr)
                 last, last_time = now, now_t
         except KeyboardInterrupt:
-            print("", file=sys.stderr)
+            print(file=sys.stderr)
         final = totals(cluster.status(name))
         errors = cluster.status(name)["errors"]
         elapsed = time.monotonic() - started

@@ -16,8 +16,15 @@ from topology.errors import SquallError
 
 log = logging.getLogger(__name__)
 
-COMMAND_MODULES = ["cli.config_cmd", "cli.local_cmd", "cli.cluster_cmds", "cli.daemon_cmds", "cli.nimbus_cmd",
-                   "cli.supervisor_cmd", "cli.devcluster_cmd"]
+COMMAND_MODULES = [
+    "cli.config_cmd",
+    "cli.local_cmd",
+    "cli.cluster_cmds",
+    "cli.daemon_cmds",
+    "cli.nimbus_cmd",
+    "cli.supervisor_cmd",
+    "cli.devcluster_cmd",
+]
 
 
 def common_options() -> argparse.ArgumentParser:

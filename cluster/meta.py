@@ -29,8 +29,8 @@ def topology_meta(
 
     `conf` keeps only JSON-safe values (the secret never goes into the record).
     """
-    safe_conf = {k: v for k, v in conf.items()
-                 if k != "cluster.secret" and isinstance(v, (str, int, float, bool, list, type(None)))}
+    plain = (str, int, float, bool, list, type(None))
+    safe_conf = {k: v for k, v in conf.items() if k != "cluster.secret" and isinstance(v, plain)}
     return {
         "id": topology_id,
         "name": topology.name,

@@ -251,12 +251,20 @@ def _check_config(config: Mapping[str, Any], where: str) -> list[str]:
     for key in config:
         if not isinstance(key, str):
             problems.append(f"{where}: key {key!r} is not a string")
-    for key in ("topology.workers", "topology.acker.executors", "topology.message.timeout.secs",
-                "topology.max.spout.pending", "topology.tick.tuple.freq.secs"):
+    for key, minimum in _INT_KEYS.items():
         value = config.get(key)
-        if value is None:
-            continue
-        minimum = 0 if key == "topology.acker.executors" else 1
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            problems.append(f"{where}: {key} = {value!r}; it must be a number >= {minimum}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < minimum):
+            problems.append(f"{where}: {key} = {value!r}; it must be an integer >= {minimum}")
+    for key in _SECONDS_KEYS:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value > 0):
+            problems.append(f"{where}: {key} = {value!r}; it must be a number of seconds > 0")
     return problems
+
+
+# The same bounds as cluster.config's registry, checked here so build() names the component.
+_INT_KEYS = {"topology.workers": 1, "topology.acker.executors": 0,
+             "topology.max.spout.pending": 1}
+_SECONDS_KEYS = ("topology.message.timeout.secs", "topology.tick.tuple.freq.secs")

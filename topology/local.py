@@ -124,7 +124,8 @@ class LocalCluster:
             time.sleep(wait)  # the documented grace period, not synchronisation
         with self._lock:
             self._topologies.pop(name, None)
-            self.state.set_topology(local.id, {**self.state.topology(local.id), "status": "KILLED"})
+            meta = self.state.topology(local.id) or {}
+            self.state.set_topology(local.id, {**meta, "status": "KILLED"})
         self._stop_workers(local)
         with self._lock:
             self.state.remove_topology(local.id)
@@ -216,7 +217,8 @@ class LocalCluster:
         tasks = local.topology.component_tasks(local.conf)
         workers = [w for w in distribute_tasks(tasks, local.topology.num_workers(local.conf)) if w]
         ports = free_ports(len(workers), self.host)
-        locations = {str(t): [self.host, port] for port, ts in zip(ports, workers) for t in ts}
+        locations = {str(t): [self.host, port]
+                     for port, ts in zip(ports, workers, strict=True) for t in ts}
         local.assignment = {"version": 1, "topology_id": local.id, "active": True,
                             "tasks": locations}
         local.workers = {port: None for port in ports}

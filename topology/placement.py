@@ -3,7 +3,9 @@
 from collections.abc import Mapping, Sequence
 
 
-def distribute_tasks(component_tasks: Mapping[str, Sequence[int]], num_workers: int) -> list[list[int]]:
+def distribute_tasks(
+    component_tasks: Mapping[str, Sequence[int]], num_workers: int
+) -> list[list[int]]:
     """Spread tasks over `num_workers` workers so that every component is spread evenly.
 
     Tasks are dealt round-robin, component by component, continuing where the previous

@@ -10,7 +10,7 @@ SYSTEM_COMPONENT = "__system"
 
 
 class StreamInfo:
-    """What every tuple of one (source task, stream) shares: built once per worker, not per tuple."""
+    """What all tuples of one (component, stream) share: built once per worker, not per tuple."""
 
     __slots__ = ("component", "stream", "fields", "index")
 
@@ -30,6 +30,8 @@ class Tuple:
     """
 
     __slots__ = ("values", "task", "id", "_info", "_ackval")
+
+    _ackval: int | None  # XOR of the edges anchored to this tuple; None once acked/failed
 
     def __init__(self, values: Sequence[Any], task: int, info: StreamInfo, ids: tuple = ()) -> None:
         self.values = values

@@ -42,7 +42,7 @@ class ControlClient:
             log.debug("control channel full; dropped a %s", message.get("type"))
 
     def receive(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             try:
                 frames = self.socket.recv_multipart(flags=zmq.NOBLOCK)
@@ -71,7 +71,7 @@ class ControlServer:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.socket.bind(endpoint)
-        self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.endpoint = str(self.socket.getsockopt_string(zmq.LAST_ENDPOINT))
         self.rejected = 0
 
     def poll(self, timeout_ms: int) -> list[tuple[str, dict[str, Any]]]:

@@ -296,7 +296,7 @@ class BoltCollector(_Collector):
         child: dict[int, int] = {}
         for a in anchors:
             edge = rand64(64)
-            a._ackval ^= edge
+            a._ackval ^= edge  # type: ignore[operator]  # the caller checked it is not None
             ids = a.id
             for i in range(0, len(ids), 2):
                 root = ids[i]

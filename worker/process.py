@@ -21,8 +21,15 @@ import zmq
 from topology.context import TopologyContext
 from topology.model import ACKER_COMPONENT, Topology
 from worker.control import ControlClient
-from worker.executor import (AckerExecutor, AckOutbox, BoltCollector, BoltExecutor, ErrorLog,
-                             SpoutCollector, SpoutExecutor)
+from worker.executor import (
+    AckerExecutor,
+    AckOutbox,
+    BoltCollector,
+    BoltExecutor,
+    ErrorLog,
+    SpoutCollector,
+    SpoutExecutor,
+)
 from worker.routing import build_routes, stream_codes, stream_table
 from worker.stats import Windows
 from worker.transport import Address, Transport
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 BOLT_SLICE = 256  # tuples a bolt processes per turn before others get a go
 SPOUT_SLICE = 64  # next_tuple calls per spout per turn
 RECEIVE_SLICE = 256  # messages read per turn
+MAX_SLICE_SECS = 0.005  # a slow bolt's slice is cut so that a turn stays short
 BACKPRESSURE_TTL = 3.0  # a peer's "overloaded" that is not refreshed expires
 
 
@@ -146,9 +154,9 @@ class Worker:
             if self.capture is not None:
                 spout.capture_acked, spout.capture_failed = [], []
         for bolt in self.bolts:
-            bolt.collector = BoltCollector(bolt, self.dest, self.outbox if self.outbox is not None else AckOutbox(),
-                                           self.capture, bool(getattr(bolt.bolt, "auto_anchor",
-                                                                       True)))
+            outbox = self.outbox if self.outbox is not None else AckOutbox()
+            auto_anchor = bool(getattr(bolt.bolt, "auto_anchor", True))
+            bolt.collector = BoltCollector(bolt, self.dest, outbox, self.capture, auto_anchor)
         self._open(contexts)
         self._plan_ticks()
         log.info("worker %s:%d: running tasks %s of %s", self.host, self.port, self.tasks,
@@ -156,9 +164,9 @@ class Worker:
 
     def _open(self, contexts: dict[int, TopologyContext]) -> None:
         if self.conf.get("topology.debug"):
-            for executor in [*self.spouts, *self.bolts]:
-                assert executor.collector is not None
-                _log_emits(executor.collector, self.host, self.port)
+            collectors = [s.collector for s in self.spouts] + [b.collector for b in self.bolts]
+            for collector in collectors:
+                _log_emits(collector, self.host, self.port)
         for spout in self.spouts:
             spout.spout._attach(spout.collector)
             conf = {**self.conf, **self.topology.components[spout.component].config}
@@ -278,7 +286,7 @@ class Worker:
         did = 0
         for bolt in self.bolts:
             if bolt.queue:
-                did += bolt.run(BOLT_SLICE)
+                did += bolt.run(_slice(bolt))
                 if self._outbound_size() >= self.batch_size:
                     self._flush_data()
         return did > 0
@@ -515,3 +523,15 @@ def _log_emits(collector: Any, host: str, port: int) -> None:
             return targets
 
         setattr(collector, name, logged)
+
+
+def _slice(bolt: BoltExecutor) -> int:
+    """BOLT_SLICE, or fewer tuples for a bolt so slow that BOLT_SLICE would take longer than
+    MAX_SLICE_SECS: a long turn delays reading input and sending backpressure, so the queue
+    of a slow bolt would overshoot the high watermark by a long turn's worth of input."""
+    stats = bolt.stats
+    if not stats.executed:
+        return 1  # how slow it is is unknown yet
+    if stats.execute_time * BOLT_SLICE > MAX_SLICE_SECS * stats.executed:
+        return max(1, int(MAX_SLICE_SECS * stats.executed / stats.execute_time))
+    return BOLT_SLICE

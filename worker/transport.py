@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from typing import Any
 
 import zmq
 
@@ -47,7 +48,7 @@ class Transport:
 
     def __init__(self, codec: Codec, host: str, port: int, data_hwm: int = 64) -> None:
         self.codec = codec
-        self.context = zmq.Context.instance()
+        self.context: zmq.Context = zmq.Context.instance()
         self.receiver = self.context.socket(zmq.PULL)
         self.receiver.setsockopt(zmq.LINGER, 0)
         self.receiver.setsockopt(zmq.RCVHWM, 0)
@@ -100,7 +101,7 @@ class Transport:
             left += len(backlog)
         return left
 
-    def receive(self, limit: int) -> list[tuple[int, int, object]]:
+    def receive(self, limit: int) -> list[tuple[int, int, Any]]:
         """Up to `limit` verified messages as (kind, sender_port, payload), without waiting."""
         out = []
         recv = self.receiver.recv_multipart

@@ -1,11 +1,11 @@
 """Wire format of everything a worker sends: one module, small pure functions.
 
 A message is three ZeroMQ frames: a fixed header, the payload and a 16-byte keyed BLAKE2b
-MAC over both. Payloads are marshalled when they hold only built-in types (about twice as
-fast as pickle both ways, and what tuples of str/int/float usually are) and pickled
-otherwise; the header says which. Every worker of a cluster runs the same Python, which
-marshal's format requires, and nothing is unmarshalled or unpickled before its MAC checks. The header names the message kind, the sending worker and a tag of
-the topology, so a receiver can drop foreign or forged messages before unpickling anything.
+MAC over both. The header names the message kind, the payload format, the sending worker and
+a tag of the topology, so a receiver drops foreign or forged messages before decoding them.
+Payloads are marshalled when they hold only built-in types (about twice as fast as pickle
+both ways, and what tuples of str/int/float usually are) and pickled otherwise. Every worker
+of a cluster runs the same Python, which marshal's format requires.
 
 Payloads by kind:
   DATA      {dest_task: [(src_task, stream_code, values, ids), ...]}
