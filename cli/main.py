@@ -20,7 +20,6 @@ COMMAND_MODULES = [
     "cli.config_cmd",
     "cli.local_cmd",
     "cli.cluster_cmds",
-    "cli.daemon_cmds",
     "cli.nimbus_cmd",
     "cli.supervisor_cmd",
     "cli.devcluster_cmd",

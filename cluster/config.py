@@ -163,6 +163,12 @@ KEYS: dict[str, Key] = {
             "Nimbus reassigns a worker's executors after this long without a heartbeat."),
         Key("nimbus.task.launch.secs", 30, _number(0.1),
             "Grace period for a newly assigned worker to send its first heartbeat."),
+        Key("nimbus.seeds", [], lambda v: [] if v in ([], "") else _host_port_list(v),
+            "Every nimbus API endpoint as 'host:port', tried in order by clients; empty means "
+            "nimbus.host:nimbus.port."),
+        Key("nimbus.session.timeout.secs", 5, _number(1),
+            "Nimbus's own ZooKeeper session timeout: a standby takes over about this long "
+            "after the leader dies."),
         Key("supervisor.host", "127.0.0.1", _text,
             "Host name workers of this supervisor are reachable at.", text=True),
         Key("supervisor.slots.ports", [6700, 6701, 6702, 6703], _port_list,
@@ -173,6 +179,8 @@ KEYS: dict[str, Key] = {
             "Time a new worker has to send its first heartbeat before it is restarted."),
         Key("supervisor.monitor.freq.secs", 1, _number(0.01),
             "How often the supervisor syncs its workers with the assignments."),
+        Key("supervisor.worker.stop.timeout.secs", 3, _number(0),
+            "How long a worker being stopped gets after SIGTERM before it is sent SIGKILL."),
         Key("ui.host", "127.0.0.1", _text, "Address the dashboard binds to.", text=True),
         Key("ui.port", 8080, _port, "Port of the dashboard and its REST API."),
         Key("local.dir", None, _path,

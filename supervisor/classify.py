@@ -7,8 +7,9 @@ clock: `last_heartbeat` is when *it* last saw the worker's heartbeat, never the 
 timestamp.
 
 A running worker is
-- *unwanted* (kill) when its port is not assigned, or assigned to another topology or to other
-  tasks; when the port is assigned, its new worker is started after the kill;
+- *unwanted* (kill) when its port is not assigned, or assigned to another topology, to other
+  tasks or to another version of the topology's code; when the port is assigned, its new
+  worker is started after the kill;
 - *dead* (start) when its process is gone;
 - *stale* (kill, then start) when alive but silent: its last heartbeat is older than
   `worker_timeout_secs`, or it never heartbeated and started more than `start_timeout_secs`
@@ -28,6 +29,7 @@ class WorkerWant:
     topology_id: str
     tasks: tuple[int, ...]
     assignment_version: int
+    code_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class LocalWorker:
     tasks: tuple[int, ...]
     started_at: float
     last_heartbeat: float | None
+    code_version: str = ""
 
 
 @dataclass
@@ -108,6 +111,11 @@ def _unwanted(want: WorkerWant | None, have: LocalWorker) -> str | None:
         return (
             f"runs tasks {_tasks(have.tasks)} of {have.topology_id!r} "
             f"but is assigned {_tasks(want.tasks)}"
+        )
+    if want.code_version != have.code_version:
+        return (
+            f"runs code version {have.code_version!r} of {have.topology_id!r} "
+            f"but version {want.code_version!r} is assigned"
         )
     return None
 

@@ -49,3 +49,102 @@ def zk_config(zookeeper: ZooKeeperServer) -> Config:
         "zookeeper.session.timeout.secs": 4,
         "zookeeper.connect.timeout.secs": 10,
     })
+
+
+# --- nimbus -------------------------------------------------------------------------------------
+
+CLUSTER_TOPOLOGY = '''
+from topology import Bolt, Spout, TopologyBuilder
+
+
+class Numbers(Spout):
+    outputs = ["n"]
+
+    def open(self, conf, context):
+        self.n = 0
+
+    def next_tuple(self):
+        self.n += 1
+        self.emit([self.n])
+
+
+class Double(Bolt):
+    outputs = ["n"]
+
+    def process(self, tup):
+        self.emit([tup.values[0] * 2])
+
+
+builder = TopologyBuilder("numbers")
+builder.set_spout("numbers", Numbers(), parallelism=2)
+builder.set_bolt("double", Double(), parallelism=3).shuffle_grouping("numbers")
+topology = builder.build(config={"topology.workers": 2})
+'''
+
+
+@pytest.fixture
+def topology_file(tmp_path: Any) -> str:
+    """A topology file (spout "numbers" x2 -> bolt "double" x3, 2 workers, 1 acker each)."""
+    path = tmp_path / "numbers_topology.py"
+    path.write_text(CLUSTER_TOPOLOGY)
+    return str(path)
+
+
+class RunningNimbus:
+    """A nimbus started in this process, its loop on a thread."""
+
+    def __init__(self, config: Config) -> None:
+        import threading
+
+        from nimbus.daemon import Nimbus
+
+        self.config = config
+        self.nimbus = Nimbus(config)
+        self.nimbus.start()
+        self.thread = threading.Thread(target=self.nimbus.run, name="test-nimbus", daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.nimbus.server.port}"
+
+    def client(self, **kwargs: Any) -> Any:
+        from nimbus.client import NimbusClient
+
+        kwargs.setdefault("secret", self.config["cluster.secret"])
+        return NimbusClient([self.endpoint], **kwargs)
+
+    def wait_leading(self, timeout: float = 10.0) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.nimbus.leading:
+            assert time.monotonic() < deadline, f"nimbus {self.nimbus.id} not leading"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.nimbus.request_stop()
+        self.thread.join(timeout=10)
+        self.nimbus.close()
+
+
+@pytest.fixture
+def start_nimbus(zk_config: Config) -> Iterator[Any]:
+    """Start nimbus instances on free ports (`start(**overrides)`); all stopped at the end."""
+    from cluster.zkserver import free_port
+
+    started: list[RunningNimbus] = []
+
+    def start(**overrides: Any) -> RunningNimbus:
+        config = zk_config.with_overrides({
+            "nimbus.port": free_port(),
+            "nimbus.monitor.freq.secs": 0.1,
+            "nimbus.session.timeout.secs": 2,
+            **overrides,
+        })
+        started.append(RunningNimbus(config))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()

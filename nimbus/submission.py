@@ -1,0 +1,158 @@
+"""Turning a submitted package into what nimbus stores: the code blob and the topology meta.
+No I/O: the daemon reads the request and writes the results.
+
+A package is `cloudpickle.dumps({"topology": Topology, "overrides": {key: value}})` (a bare
+Topology is accepted too). The stored code blob is `cloudpickle.dumps({"topology": Topology,
+"conf": dict})`, the conf being nimbus's config with the topology's config and the overrides
+applied: exactly what `python -m worker` loads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import cloudpickle
+
+from cluster.config import Config
+from cluster.meta import topology_meta
+from nimbus.assignment import TopologyDemand
+from nimbus.lifecycle import ACTIVE, INACTIVE, KILLED, REBALANCING, TopologyStatus
+from nimbus.protocol import BadRequest
+from topology.builder import validate
+from topology.errors import SquallError
+from topology.model import ACKER_COMPONENT, Topology
+
+STATUS_NAMES = {ACTIVE: "ACTIVE", INACTIVE: "INACTIVE", KILLED: "KILLED",
+                REBALANCING: "REBALANCING"}
+SECRET_KEY = "cluster.secret"  # never stored with a topology: workers get it from the supervisor
+
+
+def unpack(body: bytes) -> tuple[Topology, dict[str, Any]]:
+    """The topology and config overrides of a submitted package; BadRequest if malformed."""
+    try:
+        package = cloudpickle.loads(body)
+    except Exception as e:  # anything can go wrong unpickling: it is the user's code
+        raise BadRequest(f"cannot unpickle the topology package: {type(e).__name__}: {e}") from e
+    if isinstance(package, Topology):
+        return package, {}
+    if not isinstance(package, dict) or not isinstance(package.get("topology"), Topology):
+        raise BadRequest("the package is not {'topology': Topology, 'overrides': {...}}")
+    overrides = package.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise BadRequest(f"package overrides must be a dict, got {type(overrides).__name__}")
+    return package["topology"], overrides
+
+
+def unpack_code(blob: bytes) -> dict[str, Any]:
+    """A stored code blob: {"topology": Topology, "conf": dict}."""
+    package: dict[str, Any] = cloudpickle.loads(blob)
+    return package
+
+
+def topology_id(name: str, now: float) -> str:
+    return f"{name}-{int(now)}-{secrets.token_hex(3)}"
+
+
+def prepare(
+    topology: Topology, name: str | None, overrides: Mapping[str, Any], config: Config
+) -> tuple[Topology, dict[str, Any]]:
+    """Rename, re-validate and configure a submitted topology: (topology, worker conf).
+
+    The overrides are folded into the topology's own config too, so that the topology and
+    the conf agree on `topology.workers` and the ackers (the topology's config wins in
+    `Topology.num_workers`).
+    """
+    topology = copy.copy(topology)
+    if name:
+        topology.name = name
+    topology.config = {**topology.config, **{k: v for k, v in overrides.items()
+                                             if k.startswith("topology.")}}
+    problems = validate(topology)
+    if problems:
+        raise BadRequest(f"topology {topology.name!r} is invalid: {'; '.join(problems)}")
+    conf = worker_conf(config, topology.config, overrides)
+    try:
+        topology.describe(conf)
+    except (SquallError, TypeError, ValueError) as e:
+        raise BadRequest(f"topology {topology.name!r}: {e}") from e
+    return topology, conf
+
+
+def worker_conf(
+    config: Config, topology_config: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    merged = {k: v for k, v in {**topology_config, **overrides}.items() if k != SECRET_KEY}
+    try:
+        conf = config.with_overrides(merged).to_dict()
+    except SquallError as e:
+        raise BadRequest(str(e)) from e
+    conf[SECRET_KEY] = None
+    try:
+        json.dumps(conf)
+    except (TypeError, ValueError) as e:
+        raise BadRequest(f"topology config is not JSON-safe: {e}") from e
+    return conf
+
+
+def code_blob(topology: Topology, conf: dict[str, Any]) -> bytes:
+    return bytes(cloudpickle.dumps({"topology": topology, "conf": conf}))
+
+
+def make_meta(
+    topology_id: str, topology: Topology, conf: dict[str, Any], status: TopologyStatus,
+    submitted: float, owner: str, code_version: int,
+) -> dict[str, Any]:
+    """The topology meta stored in the cluster state (cluster.meta's shape, plus the
+    lifecycle status with its kill/rebalance deadline)."""
+    return topology_meta(topology_id, topology, conf, status=STATUS_NAMES[status.name],
+                         code_version=code_version, owner=owner, submitted=submitted,
+                         lifecycle=status.to_dict())
+
+
+def with_status(meta: Mapping[str, Any], status: TopologyStatus) -> dict[str, Any]:
+    return {**meta, "status": STATUS_NAMES[status.name], "lifecycle": status.to_dict()}
+
+
+def check_rebalance(
+    meta: Mapping[str, Any], workers: int | None, parallelism: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The validated rebalance request {"workers", "parallelism"}; BadRequest names the fault."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise BadRequest(f"rebalance {meta['name']!r}: workers must be an integer >= 1, "
+                         f"got {workers!r}")
+    if not isinstance(parallelism, Mapping):
+        raise BadRequest(f"rebalance {meta['name']!r}: parallelism must be an object")
+    for cid, n in parallelism.items():
+        if cid not in meta["components"]:
+            known = ", ".join(sorted(meta["components"]))
+            raise BadRequest(f"rebalance {meta['name']!r}: no component {cid!r} "
+                             f"(components: {known})")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise BadRequest(f"rebalance {meta['name']!r}: parallelism of {cid!r} must be an "
+                             f"integer >= 1, got {n!r}")
+    return {"workers": workers, "parallelism": dict(parallelism)}
+
+
+def rebalanced(
+    topology: Topology, conf: dict[str, Any], workers: int | None, parallelism: Mapping[str, int]
+) -> tuple[Topology, dict[str, Any]]:
+    """The topology and conf after a rebalance to `workers` and per-component parallelism."""
+    changed = topology.with_parallelism(parallelism) if parallelism else copy.copy(topology)
+    conf = dict(conf)
+    if workers is not None:
+        changed.config = {**changed.config, "topology.workers": workers}
+        conf["topology.workers"] = workers
+    return changed, conf
+
+
+def demand(meta: Mapping[str, Any]) -> TopologyDemand:
+    """What the scheduler needs of a topology, from its meta."""
+    tasks = {cid: list(info["tasks"]) for cid, info in meta["components"].items()}
+    if meta.get("acker_tasks"):
+        tasks[ACKER_COMPONENT] = list(meta["acker_tasks"])
+    return TopologyDemand(meta["id"], int(meta["num_workers"]), tasks)

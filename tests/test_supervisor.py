@@ -1,0 +1,334 @@
+"""The supervisor daemon against a real ZooKeeper with real worker processes.
+
+Assignments are written straight into ZooKeeper (no nimbus), for the word-count example.
+Every worker the tests start is killed at the end, by its pid record, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import psutil
+import pytest
+
+from cluster.config import Config
+from cluster.state import ClusterState
+from cluster.zkstore import ZkClusterState
+from examples.word_count import topology as word_count
+from nimbus.assignment import Assignment
+from supervisor.classify import LocalWorker, WorkerWant, classify
+from supervisor.daemon import Supervisor, supervisor_home
+from supervisor.procs import WorkerRecords, find_live
+from supervisor.wants import wanted_ports
+from topology.placement import distribute_tasks
+from worker.launcher import free_ports
+
+pytestmark = pytest.mark.timeout(60)
+
+TOPOLOGY_ID = "word-count-1"
+HOST = "127.0.0.1"
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout:g} s")
+        time.sleep(0.02)
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_dir() -> Iterator[str]:
+    """A short local.dir (the control socket path must stay short); every worker recorded
+    under it is killed at the end, whatever happened."""
+    path = tempfile.mkdtemp(prefix="sq-sup-")
+    try:
+        yield path
+    finally:
+        for records_dir in Path(path).glob("supervisor-*/workers"):
+            for record in WorkerRecords(str(records_dir)).load_all().values():
+                proc = find_live(record)
+                if proc is not None:
+                    proc.kill()
+                    psutil.wait_procs([proc], timeout=5)
+        for child in psutil.Process().children(recursive=True):  # unrecorded stragglers
+            try:
+                if any(path in arg for arg in child.cmdline()):
+                    child.kill()
+            except psutil.Error:
+                pass
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def config(zk_config: Config, local_dir: str) -> Config:
+    return zk_config.with_overrides({
+        "local.dir": local_dir,
+        "supervisor.slots.ports": free_ports(3),
+        "supervisor.monitor.freq.secs": 0.5,
+        "supervisor.worker.timeout.secs": 3,
+        "supervisor.worker.start.timeout.secs": 20,
+        "worker.heartbeat.frequency.secs": 0.2,
+        "cluster.secret": "supervisor-test-secret",
+    })
+
+
+@pytest.fixture
+def state(config: Config) -> Iterator[ClusterState]:
+    with ZkClusterState(config) as client:
+        yield client
+
+
+class Running:
+    """A Supervisor served by a background thread, as `squall supervisor` serves it."""
+
+    def __init__(self, config: Config) -> None:
+        self.supervisor = Supervisor(config)
+        self.supervisor.start()
+        self.thread = threading.Thread(target=self.supervisor.run, name="test-supervisor")
+        self.thread.start()
+
+    def stop(self, kill_workers: bool = False) -> None:
+        self.supervisor.stop(kill_workers=kill_workers)
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive(), "supervisor did not stop"
+
+
+@pytest.fixture
+def supervisors() -> Iterator[Callable[[Config], Running]]:
+    started: list[Running] = []
+
+    def start(config: Config) -> Running:
+        started.append(Running(config))
+        return started[-1]
+
+    yield start
+    for running in started:
+        if running.thread.is_alive():
+            running.stop(kill_workers=True)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def submit_code(state: ClusterState, config: Config) -> list[list[int]]:
+    """Store word count's code and meta; returns its tasks split over two workers."""
+    conf = Config.from_mapping({
+        "worker.heartbeat.frequency.secs": 0.2,
+        "topology.message.timeout.secs": 5,
+        "cluster.secret": config["cluster.secret"],
+    }).with_overrides(word_count.config).to_dict()
+    state.put_code(TOPOLOGY_ID, cloudpickle.dumps({"topology": word_count, "conf": conf}))
+    state.set_topology(TOPOLOGY_ID, {"status": "ACTIVE", "code_version": "1"})
+    return distribute_tasks(word_count.component_tasks(conf), 2)
+
+
+def assign(state: ClusterState, sup_id: str, version: int, workers: dict[int, list[int]]) -> None:
+    a = Assignment(TOPOLOGY_ID, {(sup_id, port): tasks for port, tasks in workers.items()},
+                   {sup_id: HOST}).to_dict()
+    state.set_assignment(TOPOLOGY_ID, {**a, "version": version, "code_version": "1"})
+
+
+def spout_acked(hb: dict[str, Any]) -> int:
+    return sum(e["acked"] for e in hb.get("executors", ()) if e["type"] == "spout")
+
+
+def heartbeat(state: ClusterState, port: int) -> dict[str, Any]:
+    return state.worker_heartbeats(TOPOLOGY_ID).get(f"{HOST}:{port}", {})
+
+
+def flowing(state: ClusterState, port: int, pid: int, above: int = 0) -> bool:
+    """Worker `pid` on `port` has heartbeated (through the supervisor) acked spout tuples."""
+    hb = heartbeat(state, port)
+    return hb.get("pid") == pid and spout_acked(hb) > above
+
+
+def worker_processes(home: Path) -> list[psutil.Process]:
+    marker = str(home / "code")
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "worker" in cmdline and any(arg.startswith(marker) for arg in cmdline):
+            out.append(proc)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# --- pure pieces ----------------------------------------------------------------------------------
+
+
+def test_wanted_ports_takes_my_slots_with_the_whole_topology_for_routing() -> None:
+    a = Assignment("t", {("me", 1): [1, 3], ("me", 2): [2], ("other", 1): [4]},
+                   {"me": "h1", "other": "h2"}).to_dict()
+    wants = wanted_ports("me", [1, 2], {"t": {**a, "version": 7, "code_version": "c9"}},
+                         {"t": "INACTIVE"})
+    assert sorted(wants) == [1, 2]
+    assert wants[1].work == WorkerWant("t", (1, 3), 7, "c9")
+    assert wants[1].version == "7-c9-INACTIVE"
+    assert wants[1].message == {"type": "assignment", "assignment": {
+        "version": "7-c9-INACTIVE", "topology_id": "t", "active": False,
+        "tasks": {"1": ["h1", 1], "2": ["h1", 2], "3": ["h1", 1], "4": ["h2", 1]}}}
+    assert wanted_ports("me", [2], {"t": {**a, "version": 7}}, {})[2].work.tasks == (2,)
+
+
+def test_wanted_ports_skips_malformed_assignments() -> None:
+    assert wanted_ports("me", [1], {"t": {"topology_id": "t", "workers": [{"port": 1}]}},
+                        {}) == {}
+
+
+def test_classify_restarts_a_worker_running_old_code() -> None:
+    want = WorkerWant("t", (1,), 2, "new")
+    have = LocalWorker(5, True, "t", (1,), 0.0, 9.0, "old")
+    actions = classify({1: want}, {1: have}, 10.0, 5.0, 30.0)
+    assert (actions.kill, actions.start) == ([1], [1])
+    assert "code version" in actions.reasons[1]
+
+
+# --- the daemon ---------------------------------------------------------------------------------
+
+
+def test_runs_restarts_and_stops_workers_as_assigned(
+    config: Config, state: ClusterState, supervisors: Callable[[Config], Running]
+) -> None:
+    running = supervisors(config)
+    sup = running.supervisor
+    a, b, c = config["supervisor.slots.ports"]
+    info = wait_for(lambda: state.supervisors().get(sup.id), what="registration")
+    assert info["host"] == HOST and info["ports"] == [a, b, c] and info["pid"] == os.getpid()
+    assert (sup.home / "id").read_text().strip() == sup.id
+
+    first, second = submit_code(state, config)
+    assign(state, sup.id, 1, {a: first, b: second})
+    wait_for(lambda: sorted(sup.worker_pids()) == sorted([a, b]), what="two workers")
+    pids = sup.worker_pids()
+    for port in (a, b):
+        wait_for(partial(flowing, state, port, pids[port]), what=f"acks on {port}")
+        acked = spout_acked(heartbeat(state, port))
+        wait_for(partial(flowing, state, port, pids[port], acked), what="acks growing")
+    assert heartbeat(state, a)["version"] == "1-1-ACTIVE"
+    assert sorted(WorkerRecords(str(sup.home / "workers")).load_all()) == sorted([a, b])
+
+    # kill -9: restarted at once, and the new worker's tuples are acked again.
+    killed_at = time.monotonic()
+    os.kill(pids[a], signal.SIGKILL)
+    new_pid = wait_for(lambda: sup.worker_pids().get(a) not in (None, pids[a]) and
+                       sup.worker_pids()[a], timeout=5, what="restart")
+    wait_for(lambda: flowing(state, a, new_pid), timeout=10, what="tuples flowing again")
+    elapsed = time.monotonic() - killed_at
+    print(f"\nkill -9 of worker {a} -> its replacement's tuples acked again: {elapsed:.2f} s")
+    assert elapsed < 3.0
+    assert sup.worker_pids()[b] == pids[b]
+    pids[a] = new_pid
+
+    # b's slot is unassigned (its tasks move to c): b is stopped, c started, a left alone.
+    assign(state, sup.id, 2, {a: first, c: second})
+    wait_for(lambda: sorted(sup.worker_pids()) == sorted([a, c]), what="b stopped, c started")
+    wait_for(lambda: not alive(pids[b]), timeout=5, what="b's process gone")
+    wait_for(lambda: heartbeat(state, a).get("version") == "2-1-ACTIVE", what="a updated")
+    assert sup.worker_pids()[a] == pids[a]
+    wait_for(lambda: flowing(state, c, sup.worker_pids()[c]), what="acks on c")
+
+    # a's tasks change (it takes all of them, c is unassigned): a is restarted, c stopped.
+    pid_c = sup.worker_pids()[c]
+    assign(state, sup.id, 3, {a: sorted(first + second)})
+    wait_for(lambda: list(sup.worker_pids()) == [a] and sup.worker_pids()[a] != pids[a],
+             what="a restarted alone")
+    wait_for(lambda: not alive(pids[a]) and not alive(pid_c), timeout=5, what="old ones gone")
+    wait_for(lambda: flowing(state, a, sup.worker_pids()[a]), what="acks on the new a")
+
+    # The assignment goes away: so does the last worker, and its record.
+    last = sup.worker_pids()[a]
+    state.remove_assignment(TOPOLOGY_ID)
+    wait_for(lambda: not sup.worker_pids() and not alive(last), what="all workers stopped")
+    wait_for(lambda: not WorkerRecords(str(sup.home / "workers")).load_all(), what="records")
+    assert sup.restarts == 1
+    running.stop()
+    assert sup.id not in state.supervisors()
+
+
+def test_restart_adopts_running_workers_without_duplicates(
+    config: Config, state: ClusterState, supervisors: Callable[[Config], Running]
+) -> None:
+    running = supervisors(config)
+    sup = running.supervisor
+    a, b, _ = config["supervisor.slots.ports"]
+    first, second = submit_code(state, config)
+    assign(state, sup.id, 1, {a: first, b: second})
+    wait_for(lambda: sorted(sup.worker_pids()) == sorted([a, b]), what="two workers")
+    pids = sup.worker_pids()
+    wait_for(lambda: all(flowing(state, p, pids[p]) for p in (a, b)), what="acks")
+
+    running.stop()  # leaves the workers running
+    assert all(alive(pid) for pid in pids.values())
+    assert sup.id not in state.supervisors()
+    acked = spout_acked(heartbeat(state, a))
+
+    again = supervisors(config)
+    assert again.supervisor.id == sup.id
+    assert again.supervisor.home == Path(supervisor_home(config))
+    assert again.supervisor.worker_pids() == pids  # adopted at start, before any assignment
+    wait_for(lambda: again.supervisor.id in state.supervisors(), what="re-registration")
+    # The adopted workers heartbeat to the new supervisor, which writes them to ZooKeeper.
+    wait_for(lambda: flowing(state, a, pids[a], acked), what="heartbeats via the new supervisor")
+    time.sleep(1.0)  # several check rounds: nothing is restarted or duplicated
+    assert again.supervisor.worker_pids() == pids
+    assert sorted(p.pid for p in worker_processes(sup.home)) == sorted(pids.values())
+
+    again.stop(kill_workers=True)
+    assert not any(alive(pid) for pid in pids.values())
+    assert not worker_processes(sup.home)
+    assert not WorkerRecords(str(sup.home / "workers")).load_all()
+
+
+def test_second_supervisor_on_the_same_home_is_refused(
+    config: Config, supervisors: Callable[[Config], Running]
+) -> None:
+    from supervisor.daemon import SupervisorError
+
+    supervisors(config)
+    with pytest.raises(SupervisorError, match="in use"):
+        Supervisor(config).start()
+
+
+def test_a_silent_worker_is_replaced(
+    config: Config, state: ClusterState, supervisors: Callable[[Config], Running]
+) -> None:
+    config = config.with_overrides({"supervisor.worker.timeout.secs": 1.5,
+                                    "supervisor.worker.stop.timeout.secs": 1})
+    sup = supervisors(config).supervisor
+    a = config["supervisor.slots.ports"][0]
+    first, second = submit_code(state, config)
+    assign(state, sup.id, 1, {a: sorted(first + second)})
+    pid = wait_for(lambda: sup.worker_pids().get(a), what="a worker")
+    wait_for(lambda: flowing(state, a, pid), what="acks")
+    os.kill(pid, signal.SIGSTOP)  # alive but silent: only the heartbeat timeout can tell
+    try:
+        new_pid = wait_for(lambda: sup.worker_pids().get(a) not in (None, pid) and
+                           sup.worker_pids()[a], timeout=10, what="replacement")
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGCONT)
+    assert not alive(pid)  # SIGTERM cannot reach a stopped process: it was SIGKILLed
+    wait_for(lambda: flowing(state, a, new_pid), what="acks from the replacement")
