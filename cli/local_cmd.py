@@ -11,6 +11,7 @@ from typing import Any
 
 from cli.loader import load_topology_file
 from cluster.config import parse_override
+from topology.errors import SquallError
 from worker.stats import aggregate_components
 
 
@@ -24,6 +25,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=float, default=2.0, metavar="S",
                    help="seconds between progress lines (default 2)")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    p.add_argument("--no-ui", action="store_true", help="do not serve the dashboard")
     p.set_defaults(run=run)
 
 
@@ -70,6 +72,14 @@ def run(args: argparse.Namespace) -> int:
         cluster.submit(topology, name=name)
         print(f"squall local: running {name!r} ({len(cluster.worker_pids(name))} workers); "
               f"Ctrl-C to stop", file=sys.stderr)
+        server = None
+        if not args.no_ui:
+            from ui.local import serve_local
+
+            server, url = serve_local(cluster, overrides)
+            note = "" if overrides.get("cluster.secret") else \
+                f" (secret for its buttons: {server.secret})"
+            print(f"squall local: dashboard at {url}{note}", file=sys.stderr)
         try:
             while args.duration is None or time.monotonic() - started < args.duration:
                 wait = args.interval
@@ -82,7 +92,17 @@ def run(args: argparse.Namespace) -> int:
                 print(_line(now_t - started, now, rate), file=sys.stderr)
                 last, last_time = now, now_t
         except KeyboardInterrupt:
+            # Stopping is bounded (workers get a grace period, then SIGKILL): a second
+            # Ctrl-C while it runs must not cut the summary short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             print(file=sys.stderr)
+        except SquallError:  # killed from the dashboard
+            print(f"squall local: {name!r} was killed", file=sys.stderr)
+            return 0
+        finally:
+            if server is not None:
+                server.close()
         final = totals(cluster.status(name))
         errors = cluster.status(name)["errors"]
         elapsed = time.monotonic() - started

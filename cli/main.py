@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "cli.nimbus_cmd",
     "cli.supervisor_cmd",
     "cli.devcluster_cmd",
+    "cli.ui_cmd",
 ]
 
 

@@ -148,3 +148,8 @@ def start_nimbus(zk_config: Config) -> Iterator[Any]:
     yield start
     for running in started:
         running.stop()
+
+
+# --- a cluster of daemon processes (tests/cluster_fixtures.py) ---------------------------------
+
+from cluster_fixtures import make_cluster  # noqa: E402, F401 - a fixture, used by name

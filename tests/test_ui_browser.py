@@ -1,0 +1,148 @@
+"""The dashboard page in a real headless Chromium (Debian's `chromium`, driven by Playwright).
+
+Skipped only when Chromium or Playwright is missing on a developer machine; with CI=true a
+missing browser fails the run. Screenshots go to tests/artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.loader import load_topology_file
+from topology.local import LocalCluster
+from ui.local import serve_local
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+SECRET = "browser-test-secret"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _require_browser() -> Any:
+    """Playwright's sync API, or skip (fail under CI) with the reason."""
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    problem = None
+    if not os.path.exists(CHROMIUM):
+        problem = f"{CHROMIUM} is missing (run deploy/install-chromium.sh)"
+    try:
+        from playwright import sync_api
+    except ImportError:
+        problem = problem or "the playwright package is missing (pip install -e '.[test]')"
+    if problem:
+        if in_ci:
+            pytest.fail(f"browser tests must run in CI: {problem}")
+        pytest.skip(problem)
+    return sync_api
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> Iterator[tuple[str, str]]:
+    topology = load_topology_file(str(ROOT / "examples" / "word_count.py"))
+    with LocalCluster({"cluster.secret": SECRET}) as cluster:
+        tid = cluster.submit(topology)
+        server, url = serve_local(cluster, sample_secs=0.5)
+        try:
+            cluster.wait_running("word-count")
+            yield url, tid
+        finally:
+            server.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = _require_browser()
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _number(text: str) -> int:
+    return int(re.sub(r"[^0-9]", "", text) or 0)
+
+
+def test_a_wrong_secret_is_refused_and_forgotten(dashboard: tuple[str, str],
+                                                browser: Any) -> None:
+    url, tid = dashboard
+    page = browser.new_page()
+    page.set_default_timeout(15000)
+    page.goto(f"{url}#/topology/{tid}")
+    page.wait_for_selector("#btn-deactivate:not([disabled])")
+    page.click("#btn-deactivate")
+    page.fill("#secret-input", "not-the-secret")
+    page.click("#secret-ok")
+    toast = page.wait_for_selector(".toast.bad")
+    assert "wrong cluster secret" in toast.inner_text()
+    assert page.evaluate("sessionStorage.getItem('squall.secret')") is None
+    with urllib.request.urlopen(f"{url}api/v1/topology/{tid}") as r:
+        assert json.load(r)["status"] == "ACTIVE"
+    page.close()
+
+
+def test_dashboard_shows_live_topology_and_kill_works(dashboard: tuple[str, str],
+                                                      browser: Any) -> None:
+    url, tid = dashboard
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.set_default_timeout(15000)
+
+    # the cluster page lists the topology, the supervisor and its slots
+    page.goto(url)
+    link = page.locator("a.topology-link", has_text="word-count")
+    link.wait_for()
+    assert page.locator(".slot.used").count() == 2
+    page.screenshot(path=str(ARTIFACTS / "ui-cluster.png"), full_page=True)
+
+    # the topology page: components with numbers that change, graph, chart
+    link.click()
+    page.wait_for_selector('tr[data-component="split"]')
+    assert page.locator("h1").first.inner_text().startswith("word-count")
+    for component in ("sentences", "split", "count"):
+        assert page.locator(f'tr[data-component="{component}"]').count() == 1
+    emitted_cell = 'tr[data-component="sentences"] td:nth-child(4)'
+    page.wait_for_function(
+        "sel => parseInt(document.querySelector(sel).textContent.replace(/,/g, '')) > 0",
+        arg=emitted_cell)
+    first = _number(page.locator(emitted_cell).inner_text())
+    page.wait_for_function(
+        "([sel, n]) => parseInt(document.querySelector(sel).textContent.replace(/,/g, '')) > n",
+        arg=[emitted_cell, first])
+    assert _number(page.locator(emitted_cell).inner_text()) > first
+    assert page.locator("svg.graph rect.node").count() == 3
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('svg.graph .edge-label')]"
+        ".every(t => t.textContent !== '0/s')")
+    page.wait_for_selector("svg.chart polyline.series.executed")
+    page.screenshot(path=str(ARTIFACTS / "ui-topology.png"), full_page=True)
+    assert not problems, problems
+
+    # kill: confirm with no wait, give the secret once, the topology goes away
+    page.click("#btn-kill")
+    page.fill("#field-wait", "0")
+    page.click("#action-ok")
+    page.fill("#secret-input", SECRET)
+    page.click("#secret-ok")
+    page.wait_for_selector(".toast.ok")
+    page.wait_for_selector(".gone")
+    with urllib.request.urlopen(url + "api/v1/topology/summary") as r:
+        assert json.load(r)["topologies"] == []
+    page.screenshot(path=str(ARTIFACTS / "ui-killed.png"), full_page=True)
+    assert not problems, problems
+    page.close()
