@@ -126,6 +126,14 @@ def submit(args: argparse.Namespace) -> int:
                               + (", running" if args.wait else ""))
 
 
+def runs_version(heartbeat_version: Any, assignment_version: Any) -> bool:
+    """Whether a worker's reported version is of this assignment version. Workers report
+    "{assignment}-{code}-{status}" (supervisor.wants.worker_version), not the bare number."""
+    if heartbeat_version is None or assignment_version is None:
+        return False
+    return str(heartbeat_version).split("-", 1)[0] == str(assignment_version)
+
+
 def wait_running(client: Any, name: str, timeout: float) -> dict[str, Any]:
     """Poll until every assigned worker heartbeats with the current assignment version."""
     deadline = time.monotonic() + timeout
@@ -133,11 +141,11 @@ def wait_running(client: Any, name: str, timeout: float) -> dict[str, Any]:
         st = client.status(name)
         version, workers = st.get("assignment_version"), st.get("workers") or []
         if version is not None and workers and all(
-            w.get("heartbeat_version") == version for w in workers
+            runs_version(w.get("heartbeat_version"), version) for w in workers
         ):
             return dict(st)
         if time.monotonic() >= deadline:
-            running = sum(1 for w in workers if w.get("heartbeat_version") == version)
+            running = sum(1 for w in workers if runs_version(w.get("heartbeat_version"), version))
             raise SquallError(f"topology {name!r}: {running} of {len(workers)} workers running "
                               f"after {timeout:g} s")
         time.sleep(0.25)

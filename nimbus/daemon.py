@@ -70,7 +70,8 @@ class Nimbus:
         self._stopping = threading.Event()
         self._closed = False
         self.tracker = HeartbeatTracker(float(config["nimbus.worker.timeout.secs"]),
-                                        float(config["nimbus.task.launch.secs"]))
+                                        float(config["nimbus.task.launch.secs"]),
+                                        float(config["zookeeper.session.timeout.secs"]))
         self.reconciler = Reconciler(self.id, self.tracker)
 
     # --- lifetime -----------------------------------------------------------------------------

@@ -38,8 +38,9 @@ class Reconciler:
         self.tracker = tracker
 
     def run(self, state: ClusterState, now: float) -> None:
-        """One round at `now`: waits that are over, dead workers, lost supervisors; write the
-        assignments that changed."""
+        """One round at `now`: waits that are over, dead workers, lost supervisors (gone
+        from ZooKeeper, or all of whose workers are dead); write the assignments that
+        changed."""
         metas = self._advance_lifecycles(state, state.topologies(), now)
         supervisors = self._supervisors(state)
         raw = state.assignments()
@@ -58,6 +59,13 @@ class Reconciler:
                     log.warning("nimbus %s: worker %s:%d of %s stopped heartbeating; "
                                 "reassigning its tasks", self.id, a.hosts[slot[0]], slot[1], tid)
                 dead |= newly_dead
+        lost = self.tracker.lost_supervisors(
+            (slot for a in existing.values() for slot in a.workers), dead, now)
+        for sid in sorted(lost & set(supervisors)):
+            if any(slot[0] == sid for slot in dead):
+                log.warning("nimbus %s: every worker of supervisor %s stopped heartbeating; "
+                            "taking it for lost", self.id, sid)
+            del supervisors[sid]
         demands = []
         for tid, meta in metas.items():
             try:
