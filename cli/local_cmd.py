@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
+    # Also when started in the background by a shell, which would leave SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     last = {"executed": 0}
     last_time = started

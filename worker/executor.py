@@ -100,7 +100,10 @@ class Executor:
         self.routes: dict[str, Route] = {}
 
     def transferred(self) -> int:
-        return 0
+        """Tuples sent to consumer tasks (an emit to an all-grouped consumer counts many)."""
+        collector = getattr(self, "collector", None)
+        direct = collector.transferred if collector is not None else 0
+        return direct + sum(route.transferred() for route in self.routes.values())
 
     def snapshot(self) -> dict[str, Any]:
         emitted = {r.stream: r.emitted for r in self.routes.values()}
@@ -118,7 +121,7 @@ class _Collector:
         self._routes = executor.routes
         self._dest = dest
         self._capture = capture
-        self.transferred = 0
+        self.transferred = 0  # direct emits only; routes count the rest
         self.count = 0  # tuples emitted, all streams
 
     def _route(self, stream: str, values: Sequence[Any]) -> Route:
@@ -145,6 +148,7 @@ class _Collector:
                 f"component {self._component!r}: task {task} is not a direct-grouped consumer "
                 f"of stream {route.stream!r} (direct consumers: {sorted(route.direct_tasks)})"
             )
+        self.transferred += 1
         return [task]
 
 
@@ -180,7 +184,6 @@ class SpoutCollector(_Collector):
 
     def _send(self, targets: list[int], code: int, values: Sequence[Any], msg_id: Any) -> None:
         dest = self._dest
-        self.transferred += len(targets)
         outbox = self._outbox
         if msg_id is None:
             item = (self._task, code, values, ())
@@ -234,7 +237,6 @@ class BoltCollector(_Collector):
                 item = (self._task, route.code, values, ())
                 for t in targets:
                     dest[t](item)
-                self.transferred += len(targets)
                 return targets
             ids = current.id
             if len(ids) == 2 and current._ackval is not None:
@@ -245,7 +247,6 @@ class BoltCollector(_Collector):
                     edge = rand64(64)
                     current._ackval ^= edge
                     dest[t]((task, code, values, (root, edge)))
-                self.transferred += len(targets)
                 return targets
         self._send(targets, route.code, values, anchors)
         return targets
@@ -261,7 +262,6 @@ class BoltCollector(_Collector):
               anchors: Sequence[Tuple] | None) -> None:
         dest = self._dest
         task = self._task
-        self.transferred += len(targets)
         if anchors is None:
             current = self.current
             if current is None or not self._auto_anchor or not current.id:
@@ -346,9 +346,6 @@ class SpoutExecutor(Executor):
         self.collector: SpoutCollector | None = None
         self.capture_acked: list | None = None
         self.capture_failed: list | None = None
-
-    def transferred(self) -> int:
-        return self.collector.transferred if self.collector else 0
 
     def _call(self, what: str, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -437,9 +434,6 @@ class BoltExecutor(Executor):
         self.auto_ack = bool(getattr(bolt, "auto_ack", True))
         self.auto_fail = bool(getattr(bolt, "auto_fail", True))
 
-    def transferred(self) -> int:
-        return self.collector.transferred if self.collector else 0
-
     def run(self, budget: int) -> int:
         """Process up to `budget` queued tuples; return how many were processed."""
         queue = self.queue
@@ -469,13 +463,12 @@ class BoltExecutor(Executor):
                 ackval = tup._ackval
                 if ackval is None:
                     continue
-                if len(ids) == 2:  # inlined BoltCollector.ack for one root
+                if not ids:  # untracked: nothing to tell the acker
+                    acked += 1
+                elif len(ids) == 2:  # inlined BoltCollector.ack for one root
                     tup._ackval = None
                     root = ids[0]
                     acks[root] = acks.get(root, 0) ^ ids[1] ^ ackval
-                    acked += 1
-                elif not ids:  # untracked: nothing to tell the acker
-                    tup._ackval = None
                     acked += 1
                 else:
                     ack(tup)

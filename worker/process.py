@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 BOLT_SLICE = 256  # tuples a bolt processes per turn before others get a go
 SPOUT_SLICE = 64  # next_tuple calls per spout per turn
 RECEIVE_SLICE = 256  # messages read per turn
-MAX_SLICE_SECS = 0.005  # a slow bolt's slice is cut so that a turn stays short
 BACKPRESSURE_TTL = 3.0  # a peer's "overloaded" that is not refreshed expires
+STATUS_EVERY = 1.0  # every worker tells every peer its overload state this often
+PEER_WAIT_SECS = 10.0  # spouts wait this long at most for every peer to be heard from
 
 
 class Worker:
@@ -85,6 +86,9 @@ class Worker:
         self.peers: set[Address] = set()
         self.overloaded = False
         self.peer_overload: dict[int, float] = {}  # sender port -> time it said "overloaded"
+        self.heard: set[int] = set()  # ports of the peers a message came from
+        self.waiting_for_peers = True
+        self.assigned_at = 0.0
         self.dropped = 0  # tuples for tasks this worker does not run (stale routing)
         self.last_flush = 0.0
         self.timers: dict[str, float] = {}
@@ -110,6 +114,7 @@ class Worker:
         self.locations = locations
         if first:
             self.tasks = mine
+            self.assigned_at = time.monotonic()
             self._build()
         else:
             self._reroute()
@@ -249,11 +254,24 @@ class Worker:
         return self.exit_code
 
     def _receive(self, now: float) -> bool:
-        messages = self.transport.receive(RECEIVE_SLICE)
-        for kind, sender, payload in messages:
+        # Over the high watermark nothing is read: the finite ZeroMQ pipes fill, the
+        # senders' sends back up and they pause their spouts too. This cannot deadlock:
+        # bolts never wait for input to be read to work off their queues, so the queue
+        # always drains and reading resumes (acks waiting in the pipe are only delayed).
+        queued = sum(len(b.queue) for b in self.bolts)
+        receive = self.transport.receive
+        heard = self.heard
+        taken = 0
+        while taken < RECEIVE_SLICE and queued < self.high_watermark:
+            message = receive()
+            if message is None:
+                break
+            taken += 1
+            kind, sender, payload = message
+            heard.add(sender)
             if kind == DATA:
-                self._take_data(payload)
-                if not self.overloaded:
+                queued += self._take_data(payload)
+                if not self.overloaded and queued > self.high_watermark:
                     # Signal at once: waiting for the timer can take a whole slow bolt slice.
                     self._check_overload(now)
             elif kind == ACKER:
@@ -271,30 +289,41 @@ class Worker:
                     self.peer_overload[sender] = now
                 else:
                     self.peer_overload.pop(sender, None)
-        return bool(messages)
+        return taken > 0
 
-    def _take_data(self, batch: dict[int, list]) -> None:
+    def _take_data(self, batch: dict[int, list]) -> int:
+        """Queue a batch for the local tasks; return how many tuples were queued."""
         queues = self.queues
+        taken = 0
         for task, items in batch.items():
             queue = queues.get(task)
             if queue is None:
                 self.dropped += len(items)  # stale routing: the tree times out and replays
             else:
                 queue.extend(items)
+                taken += len(items)
+        return taken
 
     def _run_bolts(self) -> bool:
         did = 0
         for bolt in self.bolts:
             if bolt.queue:
-                did += bolt.run(_slice(bolt))
+                did += bolt.run(BOLT_SLICE)
                 if self._outbound_size() >= self.batch_size:
                     self._flush_data()
         return did > 0
 
     def _spouts_may_run(self) -> bool:
-        if not self.active or not self.spouts or self.overloaded:
+        if not self.active or not self.spouts or self.overloaded or self.peer_overload:
             return False
-        return not self.peer_overload
+        if self.waiting_for_peers:
+            # Do not flood a consumer that is still starting: wait until every peer has
+            # spoken (they all send their status at start), or PEER_WAIT_SECS at most.
+            missing = {port for _, port in self.peers} - self.heard
+            if missing and time.monotonic() - self.assigned_at < PEER_WAIT_SECS:
+                return False
+            self.waiting_for_peers = False
+        return True
 
     def _run_spouts(self, now: float) -> bool:
         emitted = 0
@@ -428,7 +457,7 @@ class Worker:
             over = False
         else:
             over = self.overloaded
-        refresh = over and now - self.timers.get("overload_sent", 0.0) > 1.0
+        refresh = now - self.timers.get("overload_sent", 0.0) > STATUS_EVERY
         if over != self.overloaded or refresh:
             self.overloaded = over
             self.timers["overload_sent"] = now
@@ -523,15 +552,3 @@ def _log_emits(collector: Any, host: str, port: int) -> None:
             return targets
 
         setattr(collector, name, logged)
-
-
-def _slice(bolt: BoltExecutor) -> int:
-    """BOLT_SLICE, or fewer tuples for a bolt so slow that BOLT_SLICE would take longer than
-    MAX_SLICE_SECS: a long turn delays reading input and sending backpressure, so the queue
-    of a slow bolt would overshoot the high watermark by a long turn's worth of input."""
-    stats = bolt.stats
-    if not stats.executed:
-        return 1  # how slow it is is unknown yet
-    if stats.execute_time * BOLT_SLICE > MAX_SLICE_SECS * stats.executed:
-        return max(1, int(MAX_SLICE_SECS * stats.executed / stats.execute_time))
-    return BOLT_SLICE

@@ -7,7 +7,7 @@ finds its component, stream and field names with one list index.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from topology.groupings import Chooser, make_chooser
@@ -18,10 +18,11 @@ from topology.tuple import SYSTEM_COMPONENT, TICK_STREAM, StreamInfo
 class Route:
     """How one task's stream is delivered: choosers for grouped consumers, direct targets."""
 
-    __slots__ = ("stream", "code", "nfields", "choosers", "single", "direct_tasks", "emitted")
+    __slots__ = ("choosers", "code", "counted", "direct_tasks", "emitted", "fanout", "nfields",
+                 "single", "stream")
 
     def __init__(self, stream: str, code: int, nfields: int, choosers: list[Chooser],
-                 direct_tasks: frozenset[int]) -> None:
+                 direct_tasks: frozenset[int], fanout: int = 0) -> None:
         self.stream = stream
         self.code = code
         self.nfields = nfields
@@ -29,6 +30,14 @@ class Route:
         self.single = choosers[0] if len(choosers) == 1 else None  # the common case
         self.direct_tasks = direct_tasks
         self.emitted = 0
+        # Tuples sent per emit by the consumers that always take the same number (all but
+        # custom groupings): transferred = emitted * fanout + counted, with no counting
+        # on the hot path. `counted` is a one-element list the custom choosers add to.
+        self.fanout = fanout
+        self.counted = [0]
+
+    def transferred(self) -> int:
+        return self.emitted * self.fanout + self.counted[0]
 
     def targets(self, values: Sequence[Any]) -> list[int]:
         choosers = self.choosers
@@ -69,6 +78,8 @@ def build_routes(
     for stream, fields in spec.outputs.items():
         choosers: list[Chooser] = []
         direct: set[int] = set()
+        fanout = 0
+        counted = [0]
         for bolt in sorted(topology.bolts(), key=lambda b: b.id):
             for grouping in bolt.inputs:
                 if grouping.source != component_id or grouping.stream != stream:
@@ -78,10 +89,23 @@ def build_routes(
                     direct.update(targets)
                     continue
                 local = [t for t in targets if t in local_tasks]
-                choosers.append(make_chooser(grouping, fields, targets, task, local, context))
-        routes[stream] = Route(stream, codes[(component_id, stream)], len(fields), choosers,
-                               frozenset(direct))
+                chooser = make_chooser(grouping, fields, targets, task, local, context)
+                if grouping.kind == "custom":
+                    chooser = _counting(chooser, counted)
+                else:
+                    fanout += len(targets) if grouping.kind == "all" else 1
+                choosers.append(chooser)
+        route = Route(stream, codes[(component_id, stream)], len(fields), choosers,
+                      frozenset(direct), fanout)
+        route.counted = counted
+        routes[stream] = route
     return routes
 
 
-Deliver = Callable[[tuple], None]
+def _counting(chooser: Chooser, counted: list[int]) -> Chooser:
+    def choose(values: Sequence[Any]) -> list[int]:
+        targets = chooser(values)
+        counted[0] += len(targets)
+        return targets
+
+    return choose

@@ -51,7 +51,9 @@ class Transport:
         self.context: zmq.Context = zmq.Context.instance()
         self.receiver = self.context.socket(zmq.PULL)
         self.receiver.setsockopt(zmq.LINGER, 0)
-        self.receiver.setsockopt(zmq.RCVHWM, 0)
+        # Finite on purpose: when this worker reads slowly (overloaded), the pipes fill and
+        # the senders' sends back up into their backlogs, which pauses their spouts.
+        self.receiver.setsockopt(zmq.RCVHWM, data_hwm)
         self.receiver.bind(f"tcp://{host}:{port}")
         self.address = (host, port)
         self._data_hwm = data_hwm
@@ -101,24 +103,23 @@ class Transport:
             left += len(backlog)
         return left
 
-    def receive(self, limit: int) -> list[tuple[int, int, Any]]:
-        """Up to `limit` verified messages as (kind, sender_port, payload), without waiting."""
-        out = []
+    def receive(self) -> tuple[int, int, Any] | None:
+        """The next verified message as (kind, sender_port, payload), or None if none is
+        waiting. Messages that fail verification are dropped and counted."""
         recv = self.receiver.recv_multipart
-        for _ in range(limit):
+        while True:
             try:
                 frames = recv(flags=zmq.NOBLOCK)
             except zmq.Again:
-                break
+                return None
             self.received_bytes += sum(len(f) for f in frames)
             try:
-                out.append(self.codec.decode(frames))
+                return self.codec.decode(frames)
             except BadMessage as e:
                 self.rejected += 1
                 if self.rejected <= 10 or self.rejected % 1000 == 0:
                     log.warning("worker %s:%d: dropped a message: %s (%d dropped so far)",
                                 *self.address, e, self.rejected)
-        return out
 
     def close(self) -> None:
         for peer in self._peers.values():

@@ -1,0 +1,113 @@
+"""`squall local FILE`: a real run, and each bad input giving one clear error line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+VALID_HEAD = """
+from topology import Bolt, Spout, TopologyBuilder
+
+class S(Spout):
+    outputs = ["x"]
+
+class B(Bolt):
+    def process(self, tup):
+        pass
+
+b = TopologyBuilder("t")
+b.set_spout("s", S())
+"""
+
+
+def squall(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", "local", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write(tmp_path: Path, text: str, name: str = "topo.py") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if "error" in line.lower()]
+
+
+def assert_one_clear_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+@pytest.mark.timeout(60)
+def test_word_count_runs_and_acks() -> None:
+    result = squall("examples/word_count.py", "--duration", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["topology"] == "word-count"
+    assert summary["acked"] > 0
+    assert summary["failed"] == 0
+    assert summary["errors"] == []
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.py")
+    assert_one_clear_error(squall(missing), missing, "no such file")
+
+
+def test_syntax_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "x = (\n")
+    assert_one_clear_error(squall(path), path, "syntax error")
+
+
+def test_file_raising_at_import(tmp_path: Path) -> None:
+    path = write(tmp_path, "import no_such_module_xyz\n")
+    assert_one_clear_error(squall(path), path, "no_such_module_xyz")
+
+
+def test_file_without_topology(tmp_path: Path) -> None:
+    path = write(tmp_path, "x = 1\n")
+    assert_one_clear_error(squall(path), path, "topology")
+
+
+def test_topology_is_a_builder(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID_HEAD + "topology = b\n")
+    assert_one_clear_error(squall(path), path, "TopologyBuilder", "build()")
+
+
+def test_invalid_topology(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID_HEAD + """
+b.set_bolt("sink", B).fields_grouping("s", ["nope"])
+topology = b.build()
+""")
+    assert_one_clear_error(squall(path), path, "'sink'", "'nope'")
+
+
+def test_bad_duration_argument() -> None:
+    result = squall("examples/word_count.py", "--duration", "abc")
+    assert result.returncode == 2
+    assert_one_clear_error(result, "--duration", "'abc'")
+
+
+def test_unknown_config_key() -> None:
+    result = squall("examples/word_count.py", "--duration", "1", "-c", "topology.wrokers=2",
+                    "-c", "wrokers.count=1")
+    assert_one_clear_error(result, "'wrokers.count'")
+
+
+def test_bad_config_value() -> None:
+    result = squall("examples/word_count.py", "--duration", "1", "-c", "worker.batch.size=0")
+    assert_one_clear_error(result, "worker.batch.size", "0")
