@@ -160,6 +160,11 @@ class MemoryClusterState(ClusterState):
         with self.backend.lock:
             return {k: json.loads(v) for k, v in self.backend.topologies.items()}
 
+    def orphaned_records(self) -> set[str]:
+        b = self.backend
+        with b.lock:
+            return (set(b.heartbeats) | set(b.errors)) - set(b.topologies)
+
     def remove_topology(self, topology_id: str) -> None:
         b = self.backend
         with b.lock:

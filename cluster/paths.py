@@ -91,6 +91,12 @@ class Paths:
     def code_manifest(self, topology_id: str) -> str:
         return self._join("code", encode(topology_id), MANIFEST)
 
+    def heartbeats_root(self) -> str:
+        return self._join("workerbeats")
+
+    def errors_root(self) -> str:
+        return self._join("errors")
+
     def heartbeats(self, topology_id: str) -> str:
         return self._join("workerbeats", encode(topology_id))
 

@@ -127,6 +127,11 @@ class ClusterState(ABC):
         """A topology's recent errors: component -> errors, oldest first; only `component`'s
         when it is given."""
 
+    @abstractmethod
+    def orphaned_records(self) -> set[str]:
+        """Topology ids that have heartbeats or errors but no topology record: written by a
+        supervisor or worker that had not yet heard of a kill. Nimbus removes them."""
+
     # --- notification and lifetime ------------------------------------------------------------
 
     @abstractmethod

@@ -1,8 +1,8 @@
 """Cluster state in ZooKeeper, over kazoo.
 
 Two layers: `cluster.zkraw.RawZk` is the raw layer (retried, idempotent get/put/delete/children
-on bytes, with the cluster's ACL), and `ZkClusterState` the domain layer on top, whose paths all come from
-`cluster.paths`. One background thread per client ("zkstate") re-creates this client's
+on bytes, with the cluster's ACL), and `ZkClusterState` the domain layer on top, whose paths
+all come from `cluster.paths`. One background thread per client ("zkstate") re-creates this client's
 ephemeral nodes after a session loss and runs `watch` callbacks; kazoo's own event thread only
 ever sets an Event, so no listener blocks it.
 """
@@ -179,6 +179,13 @@ class ZkClusterState(ClusterState):
 
     def topologies(self) -> dict[str, dict[str, Any]]:
         return self._read_dir(self.paths.topologies())
+
+    def orphaned_records(self) -> set[str]:
+        p = self.paths
+        known = set(self._zk.children(p.topologies()))
+        found = set(self._zk.children(p.heartbeats_root()))
+        found |= set(self._zk.children(p.errors_root()))
+        return {decode(node) for node in found - known}
 
     def remove_topology(self, topology_id: str) -> None:
         p = self.paths

@@ -42,6 +42,9 @@ class Reconciler:
         from ZooKeeper, or all of whose workers are dead); write the assignments that
         changed."""
         metas = self._advance_lifecycles(state, state.topologies(), now)
+        for tid in state.orphaned_records():
+            log.info("nimbus %s: removing heartbeats and errors left by killed %s", self.id, tid)
+            state.remove_topology(tid)
         supervisors = self._supervisors(state)
         raw = state.assignments()
         existing: dict[str, Assignment] = {}

@@ -162,10 +162,6 @@ def test_cli_actions_change_what_they_should(make_cluster, tmp_path) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=False, reason="known race: a supervisor uploads a heartbeat of a worker "
-                   "it has not stopped yet after nimbus removed the topology, re-creating "
-                   "heartbeats/{id} for good; nimbus should clean up the state of unknown "
-                   "topology ids each round (as Storm's nimbus does)")
 def test_killed_topology_leaves_no_heartbeats_behind(make_cluster, tmp_path) -> None:
     c = make_cluster(nimbuses=1, supervisors=2)
     tid = submit(c, tmp_path, "endless", "wc-gone")["id"]

@@ -146,6 +146,20 @@ def test_remove_topology_removes_everything(state: ClusterState) -> None:
     assert state.errors("t1") == {}
 
 
+def test_orphaned_records_are_heartbeats_and_errors_without_a_topology(
+    state: ClusterState,
+) -> None:
+    state.set_topology("live", {"name": "a"})
+    state.worker_heartbeat("live", "h:6700", {"time": 1})
+    state.worker_heartbeat("gone/1", "h:6701", {"time": 1})  # a late heartbeat after a kill
+    state.report_error("gone-2", "split", {"error": "boom"})
+    assert state.orphaned_records() == {"gone/1", "gone-2"}
+    for tid in state.orphaned_records():
+        state.remove_topology(tid)
+    assert state.orphaned_records() == set()
+    assert state.worker_heartbeats("live") == {"h:6700": {"time": 1}}
+
+
 def test_code_roundtrip_large_and_rewritten(state: ClusterState) -> None:
     assert state.get_code("t") is None
     blob = uuid.uuid4().bytes * (3 * 1024 * 1024 // 16) + b"tail"  # > 3 MB, > 1 MB node limit
