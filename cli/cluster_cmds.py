@@ -178,8 +178,18 @@ def status(args: argparse.Namespace) -> int:
     print(f"{st['name']} ({st['id']}): {st['status']}, {st['assigned_workers']}/"
           f"{st['num_workers']} workers, {st['num_tasks']} tasks, up {_duration(st['uptime_secs'])}"
           f", owner {st.get('owner')}, assignment v{st.get('assignment_version')}")
+    stats = st.get("stats", {})
     for cid, comp in sorted(st["components"].items()):
-        print(f"  {comp['type']:5} {cid}: parallelism {comp['parallelism']}")
+        s = stats.get(cid)
+        line = f"  {comp['type']:5} {cid}: parallelism {comp['parallelism']}"
+        if s:
+            line += (f", emitted {s['emitted']:,}, acked {s['acked']:,}, failed {s['failed']:,}")
+            if comp["type"] == "bolt":
+                line += f", executed {s['executed']:,}"
+            lat = s.get("complete_latency_ms")
+            if lat:
+                line += f", complete latency p50 {lat['p50']} ms p99 {lat['p99']} ms"
+        print(line)
     for w in st["workers"]:
         hb = "no heartbeat" if w.get("heartbeat_version") is None else \
             f"running v{w['heartbeat_version']}"

@@ -17,7 +17,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cluster.config import Config
@@ -38,6 +38,7 @@ from nimbus.lifecycle import (
 from nimbus.liveness import HeartbeatTracker
 from nimbus.protocol import ACTIONS, BadRequest, Conflict, NotFound, NotLeader
 from nimbus.reconcile import Reconciler, status_of
+from worker.stats import aggregate_components
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,7 @@ class Nimbus:
         return {
             **self._summary(meta, assignment),
             "components": meta["components"],
+            "stats": component_stats(heartbeats.values()),
             "acker_tasks": meta.get("acker_tasks", []),
             "conf": meta.get("conf", {}),
             "lifecycle": meta.get("lifecycle"),
@@ -323,3 +325,15 @@ class Nimbus:
         if meta is None:
             raise NotFound(f"no topology named {name!r}")
         return meta
+
+
+def component_stats(heartbeats: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-component totals since start from workers' heartbeats (JSON-safe)."""
+    out = {}
+    for cid, c in aggregate_components(heartbeats).items():
+        latency = c.pop("complete_latency")
+        c["complete_latency_ms"] = {
+            f"p{p}": round(latency.percentile(p) * 1000, 3) for p in (50, 99)
+        } if latency.count else {}
+        out[cid] = c
+    return out

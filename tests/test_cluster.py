@@ -103,6 +103,11 @@ def test_exact_word_count_spread_over_both_supervisors(make_cluster, tmp_path) -
         [("wc-exact", "ACTIVE", 2)]
     text = c.cli("status", "wc-exact").stdout
     assert "wc-exact" in text and "ACTIVE" in text and "running v" in text
+    stats = c.cli_json("status", "wc-exact")["stats"]
+    wait_for(lambda: c.cli_json("status", "wc-exact")["stats"]["sentences"]["acked"] == n, 10,
+             "status to count every sentence acked")
+    assert stats["split"]["executed"] <= n and stats["sentences"]["failed"] == 0
+    assert "acked" in text and "complete latency" in text
 
 
 @pytest.mark.timeout(120)
