@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import psutil
 import pytest
+from polling import wait_for
 
 from cluster.config import Config
 from cluster.zkserver import ZooKeeperServer, free_port
@@ -47,19 +47,6 @@ TEST_SETTINGS: dict[str, Any] = {
     "zookeeper.session.timeout.secs": 4,
     "zookeeper.connect.timeout.secs": 10,
 }
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
-             every: float = 0.05) -> Any:
-    """Poll `pred` until it returns something true; AssertionError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout:g} s")
-        time.sleep(every)
 
 
 def toml(values: dict[str, Any]) -> str:

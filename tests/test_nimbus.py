@@ -18,6 +18,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from polling import wait_for
 
 from cli.loader import load_topology_file
 from cluster.config import Config
@@ -37,17 +38,6 @@ from nimbus.protocol import (
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
+from polling import wait_for
 
 from cluster.config import Config
 from cluster.memstore import MemoryBackend, MemoryClusterState
@@ -22,14 +23,6 @@ from cluster.zkstore import ZkClusterState
 pytestmark = pytest.mark.timeout(60)
 
 Factory = Callable[[], ClusterState]
-
-
-def wait_for(pred: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
 
 
 @pytest.fixture(params=["memory", "zookeeper"])

@@ -20,6 +20,7 @@ from typing import Any
 import cloudpickle
 import psutil
 import pytest
+from polling import wait_for
 
 from cluster.config import Config
 from cluster.state import ClusterState
@@ -37,17 +38,6 @@ pytestmark = pytest.mark.timeout(60)
 
 TOPOLOGY_ID = "word-count-1"
 HOST = "127.0.0.1"
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout:g} s")
-        time.sleep(0.02)
 
 
 # --- fixtures -----------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from polling import wait_for
 
 from topology import Bolt, CustomGrouping, LocalCluster, Spout, Topology, TopologyBuilder
 from topology.testing import CompleteResult, complete_topology
@@ -257,18 +258,6 @@ class SlowerStill(Slow):
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    """Poll `condition` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def stats(cluster: LocalCluster, name: str) -> dict[str, dict[str, Any]]:
     """Per-component totals from the workers' latest heartbeats."""
     return aggregate_components(cluster.status(name)["workers"].values())
@@ -286,7 +275,7 @@ def uptime(cluster: LocalCluster, name: str) -> float:
 def wait_uptime(cluster: LocalCluster, name: str, seconds: float) -> None:
     """Let every worker run `seconds` more (measured by the workers' own heartbeats)."""
     target = uptime(cluster, name) + seconds
-    wait_for(lambda: uptime(cluster, name) >= target, f"{seconds} s more of worker uptime")
+    wait_for(lambda: uptime(cluster, name) >= target, what=f"{seconds} s more of worker uptime")
 
 
 @pytest.fixture(scope="module")
@@ -466,8 +455,8 @@ def test_exception_in_process_fails_the_tuple_and_is_reported(cluster: LocalClus
         pids = cluster.worker_pids(name)
         wait_for(lambda: stat(cluster, name, "src", "acked") + stat(cluster, name, "src",
                                                                     "failed") >= 50,
-                 "50 spout outcomes")
-        wait_for(lambda: len(cluster.status(name)["errors"]) >= 5, "5 errors reported")
+                 what="50 spout outcomes")
+        wait_for(lambda: len(cluster.status(name)["errors"]) >= 5, what="5 errors reported")
         acked, failed = spout_outcomes(cluster.request_dumps(name))
         status = cluster.status(name)
         assert failed == [3, 13, 23, 33, 43]
@@ -487,12 +476,12 @@ def test_timed_out_tuple_fails_and_its_replay_is_acked(cluster: LocalCluster) ->
     b.set_bolt("stubborn", AckSecondAttempt).shuffle_grouping("src")
     topology = b.build(config={"topology.workers": 2, "topology.message.timeout.secs": 1})
     with running(cluster, topology) as name:
-        wait_for(lambda: stat(cluster, name, "src", "acked") >= 3, "3 acks after replays")
+        wait_for(lambda: stat(cluster, name, "src", "acked") >= 3, what="3 acks after replays")
         acked, failed = spout_outcomes(cluster.request_dumps(name))
         assert acked == [0, 1, 2]
         assert failed == [0, 1, 2]
         assert stat(cluster, name, "src", "timed_out") == 3
-        wait_for(lambda: stat(cluster, name, "stubborn", "executed") >= 6, "6 executions")
+        wait_for(lambda: stat(cluster, name, "stubborn", "executed") >= 6, what="6 executions")
         wait_uptime(cluster, name, 0.2)
         assert stat(cluster, name, "stubborn", "executed") == 6  # two attempts each, no more
 
@@ -502,7 +491,8 @@ def test_unreliable_emits_are_not_tracked(cluster: LocalCluster) -> None:
     b.set_spout("src", CountingSpout(limit=100, reliable=False))
     b.set_bolt("check", IdCheck, 2).shuffle_grouping("src")
     with running(cluster, b.build(config={"topology.workers": 2})) as name:
-        wait_for(lambda: stat(cluster, name, "check", "executed") >= 100, "100 tuples processed")
+        wait_for(lambda: stat(cluster, name, "check", "executed") >= 100,
+                 what="100 tuples processed")
         dumps = cluster.request_dumps(name)
         components = stats(cluster, name)
         assert captured(dumps, "check") == [[False]] * 100
@@ -517,8 +507,8 @@ def test_without_ackers_spout_tuples_are_acked_at_once(cluster: LocalCluster) ->
     b.set_bolt("hold", Hold, 2).shuffle_grouping("src")  # would never complete a tree
     topology = b.build(config={"topology.workers": 2, "topology.acker.executors": 0})
     with running(cluster, topology) as name:
-        wait_for(lambda: stat(cluster, name, "src", "acked") >= 20, "20 immediate acks")
-        wait_for(lambda: stat(cluster, name, "hold", "executed") >= 20, "20 tuples delivered")
+        wait_for(lambda: stat(cluster, name, "src", "acked") >= 20, what="20 immediate acks")
+        wait_for(lambda: stat(cluster, name, "hold", "executed") >= 20, what="20 tuples delivered")
         acked, failed = spout_outcomes(cluster.request_dumps(name))
         assert acked == list(range(20)) and failed == []
         assert "__acker" not in stats(cluster, name)
@@ -530,7 +520,7 @@ def test_max_spout_pending_bounds_tuples_in_flight(cluster: LocalCluster) -> Non
     b.set_bolt("slow", AckOldestOnTick, config={"topology.tick.tuple.freq.secs": 0.02}) \
         .shuffle_grouping("src")
     with running(cluster, b.build(config={"topology.workers": 2})) as name:
-        wait_for(lambda: stat(cluster, name, "src", "acked") >= 15, "15 acks")
+        wait_for(lambda: stat(cluster, name, "src", "acked") >= 15, what="15 acks")
         in_flight = [values[1] for values in captured(cluster.request_dumps(name), "src")]
         assert len(in_flight) >= 20  # it went on emitting as acks freed room
         assert max(in_flight) == 5
@@ -543,7 +533,7 @@ def test_tick_tuples_follow_the_component_config(cluster: LocalCluster) -> None:
         .shuffle_grouping("src")
     b.set_bolt("quiet", TickRecorder).shuffle_grouping("src")
     with running(cluster, b.build()) as name:
-        wait_for(lambda: stat(cluster, name, "ticked", "emitted") >= 6, "6 ticks")
+        wait_for(lambda: stat(cluster, name, "ticked", "emitted") >= 6, what="6 ticks")
         dumps = cluster.request_dumps(name)
         ticks = captured(dumps, "ticked")
         assert captured(dumps, "quiet") == []
@@ -558,14 +548,14 @@ def test_deactivate_stops_next_tuple_and_activate_resumes_it(cluster: LocalClust
     b.set_spout("src", PacedSpout())
     b.set_bolt("sink", Hold).shuffle_grouping("src")
     with running(cluster, b.build(config={"topology.workers": 2})) as name:
-        wait_for(lambda: stat(cluster, name, "src", "emitted") >= 5, "5 emits")
+        wait_for(lambda: stat(cluster, name, "src", "emitted") >= 5, what="5 emits")
 
         def all_workers(active: bool) -> bool:
             workers = cluster.status(name)["workers"].values()
             return all(hb["active"] is active for hb in workers)
 
         cluster.deactivate(name)
-        wait_for(lambda: all_workers(False), "workers to report inactive")
+        wait_for(lambda: all_workers(False), what="workers to report inactive")
         assert cluster.status(name)["status"] == "INACTIVE"
         stopped_at = stat(cluster, name, "src", "emitted")
         wait_uptime(cluster, name, 0.3)  # ~60 emits' worth of time
@@ -573,7 +563,7 @@ def test_deactivate_stops_next_tuple_and_activate_resumes_it(cluster: LocalClust
 
         cluster.activate(name)
         wait_for(lambda: stat(cluster, name, "src", "emitted") >= stopped_at + 5,
-                 "emits after activation")
+                 what="emits after activation")
         assert cluster.status(name)["status"] == "ACTIVE"
         last = captured(cluster.request_dumps(name), "src")[-1]
         assert last[1:] == [2, 1]  # activate() twice (start, resume), deactivate() once
@@ -629,7 +619,7 @@ def test_backpressure_bounds_the_queue_while_a_consumer_starts(cluster: LocalClu
     b.set_bolt("slow", SlowStart).shuffle_grouping("src")
     topology = b.build(config={"topology.workers": 2})
     with running(cluster, topology, **{"worker.queue.high.watermark": 500}) as name:
-        wait_for(lambda: stat(cluster, name, "slow", "executed") > 50, "the bolt to run")
+        wait_for(lambda: stat(cluster, name, "slow", "executed") > 50, what="the bolt to run")
         seen = watch_queue(cluster, name, 0.5)
         assert max(q for q, _ in seen) <= 10 * 500, seen
 
@@ -640,11 +630,11 @@ def test_backpressure_loses_nothing_with_a_reliable_spout(cluster: LocalCluster)
     b.set_bolt("slow", Slow, 2).shuffle_grouping("src")
     topology = b.build(config={"topology.workers": 2})
     with running(cluster, topology, **{"worker.queue.high.watermark": 100}) as name:
-        wait_for(lambda: stat(cluster, name, "src", "acked") >= 2000, "2000 acks", timeout=40)
+        wait_for(lambda: stat(cluster, name, "src", "acked") >= 2000, 40, "2000 acks")
         acked, failed = spout_outcomes(cluster.request_dumps(name))
         status = cluster.status(name)
         assert acked == list(range(2000)) and failed == []
-        wait_for(lambda: stat(cluster, name, "slow", "executed") >= 2000, "2000 executions")
+        wait_for(lambda: stat(cluster, name, "slow", "executed") >= 2000, what="2000 executions")
         assert stat(cluster, name, "slow", "executed") == 2000  # each tuple once
         assert all(hb["dropped"] == 0 and hb["rejected"] == 0
                    for hb in status["workers"].values())
