@@ -16,13 +16,13 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from cli.daemons import Daemon, toml_config
 from topology.errors import SquallError
 
 HOST = "127.0.0.1"
@@ -46,15 +46,6 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
-def toml_config(values: dict[str, Any]) -> str:
-    """Dotted keys as TOML tables: {"a.b": 1} -> "[a]\\nb = 1" (values are JSON-compatible)."""
-    tables: dict[str, list[str]] = {}
-    for key, value in sorted(values.items()):
-        table, _, name = key.rpartition(".")
-        tables.setdefault(table, []).append(f"{name} = {json.dumps(value)}")
-    return "\n".join(f"[{table}]\n" + "\n".join(lines) + "\n" for table, lines in tables.items())
-
-
 def available_commands() -> set[str]:
     """The subcommands this `squall` has (nimbus and ui are written separately)."""
     from cli.main import build_parser
@@ -72,30 +63,6 @@ def port_open(port: int, host: str = HOST) -> bool:
             return True
     except OSError:
         return False
-
-
-class Daemon:
-    """One `python -m cli.main COMMAND` child with its log file."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.log_path = log_path
-        with open(log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", *argv], stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True,  # Ctrl-C reaches only us; we stop them in order
-            )
-        self.reported = False
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "".join(self.log_path.read_text(errors="replace").splitlines(True)[-lines:])
-        except OSError:
-            return ""
 
 
 class DevCluster:
@@ -160,8 +127,8 @@ class DevCluster:
     def _wait_port(self, daemon: Daemon, port: int) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while not port_open(port):
-            if not daemon.running():
-                raise SquallError(f"{daemon.name} exited with {daemon.proc.returncode}; "
+            if not daemon.alive():
+                raise SquallError(f"{daemon.name} exited with {daemon.returncode}; "
                                   f"log {daemon.log_path}:\n{daemon.log_tail()}")
             if time.monotonic() > deadline:
                 raise SquallError(f"{daemon.name} is not listening on {HOST}:{port} after "
@@ -176,8 +143,8 @@ class DevCluster:
         with open_state(self.config) as state:
             while len(state.supervisors()) < count:
                 for d in supervisors:
-                    if not d.running():
-                        raise SquallError(f"{d.name} exited with {d.proc.returncode}; log "
+                    if not d.alive():
+                        raise SquallError(f"{d.name} exited with {d.returncode}; log "
                                           f"{d.log_path}:\n{d.log_tail()}")
                 if time.monotonic() > deadline:
                     raise SquallError(f"supervisors did not register within {READY_TIMEOUT:g} s; "
@@ -205,9 +172,9 @@ class DevCluster:
     def watch(self) -> None:
         """Report (once) any daemon that dies while the cluster runs."""
         for d in self.daemons:
-            if not d.running() and not d.reported:
+            if not d.alive() and not d.reported:
                 d.reported = True
-                print(f"squall dev-cluster: {d.name} exited with {d.proc.returncode}; log "
+                print(f"squall dev-cluster: {d.name} exited with {d.returncode}; log "
                       f"{d.log_path}:\n{d.log_tail()}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
@@ -216,15 +183,11 @@ class DevCluster:
                  + [d for d in self.daemons if d.name.startswith("supervisor-")]
                  + [d for d in self.daemons if d.name == "nimbus"])
         for d in order:
-            if d.running():
-                d.proc.send_signal(signal.SIGTERM)
+            d.terminate()
         for d in order:
-            try:
-                d.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
+            if not d.wait(STOP_TIMEOUT):
                 print(f"squall dev-cluster: {d.name} did not stop; killing it", file=sys.stderr)
-                d.proc.kill()
-                d.proc.wait()
+                d.kill()
         self._kill_leftover_workers()
         if self.zk is not None:
             self.zk.stop()

@@ -26,6 +26,7 @@ import psutil
 import pytest
 from polling import wait_for
 
+from cli.daemons import Daemon, toml_config
 from cluster.config import Config
 from cluster.zkserver import ZooKeeperServer, free_port
 from cluster.zkstore import ZkClusterState
@@ -47,49 +48,6 @@ TEST_SETTINGS: dict[str, Any] = {
     "zookeeper.session.timeout.secs": 4,
     "zookeeper.connect.timeout.secs": 10,
 }
-
-
-def toml(values: dict[str, Any]) -> str:
-    """Dotted keys as quoted TOML keys (values are JSON-compatible, so also TOML)."""
-    return "".join(f'"{k}" = {json.dumps(v)}\n' for k, v in sorted(values.items()))
-
-
-class Daemon:
-    """One daemon subprocess and its log file."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        with open(log_path, "ab") as out:
-            self.popen = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(10)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "".join(self.log_path.read_text(errors="replace").splitlines(True)[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 class ProcessCluster:
@@ -118,7 +76,7 @@ class ProcessCluster:
             "nimbus.seeds": [f"127.0.0.1:{p}" for p in self.nimbus_ports],
         }
         self.config_path = self.dir / "squall.toml"
-        self.config_path.write_text(toml(self.values))
+        self.config_path.write_text(toml_config(self.values))
         self.config = Config.load(str(self.config_path))
         self.nimbuses: list[Daemon] = []
         self.supervisors: list[Daemon] = []
@@ -128,14 +86,13 @@ class ProcessCluster:
     # --- daemons -------------------------------------------------------------------------------
 
     def _argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "cli.main", *args, "--config", str(self.config_path),
-                "--log-level", self.log_level]
+        return [*args, "--config", str(self.config_path), "--log-level", self.log_level]
 
     def start_nimbus(self) -> Daemon:
         port = self.nimbus_ports[len(self.nimbuses)]
         n = len(self.nimbuses)
         d = Daemon(f"nimbus-{n}", self._argv("nimbus", "-c", f"nimbus.port={port}"),
-                   self.dir / f"nimbus-{n}.log")
+                   self.dir / f"nimbus-{n}.log", cwd=ROOT)
         self.nimbuses.append(d)
         return d
 
@@ -145,7 +102,7 @@ class ProcessCluster:
         d = Daemon(f"supervisor-{n}",
                    self._argv("supervisor", "--kill-workers",
                               "-c", f"supervisor.slots.ports={json.dumps(ports)}"),
-                   self.dir / f"supervisor-{n}.log")
+                   self.dir / f"supervisor-{n}.log", cwd=ROOT)
         self.supervisors.append(d)
         self.supervisor_slots[d.pid] = ports
         return d
