@@ -9,6 +9,7 @@ and only spouts are ever paused, so the loop cannot deadlock on its peers.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import time
@@ -87,6 +88,7 @@ class Worker:
         self.overloaded = False
         self.peer_overload: dict[int, float] = {}  # sender port -> time it said "overloaded"
         self.heard: set[int] = set()  # ports of the peers a message came from
+        self.parked: collections.deque[list[bytes]] = collections.deque()  # see _receive
         self.waiting_for_peers = True
         self.assigned_at = 0.0
         self.dropped = 0  # tuples for tasks this worker does not run (stale routing)
@@ -254,27 +256,41 @@ class Worker:
         return self.exit_code
 
     def _receive(self, now: float) -> bool:
-        # Over the high watermark nothing is read: the finite ZeroMQ pipes fill, the
-        # senders' sends back up and they pause their spouts too. This cannot deadlock:
-        # bolts never wait for input to be read to work off their queues, so the queue
-        # always drains and reading resumes (acks waiting in the pipe are only delayed).
+        # Everything that arrives is read and verified at once, so acks, fails and
+        # backpressure signals are never stuck behind data. Data that would take the bolts'
+        # queues over the high watermark is parked still encoded (about 20 bytes a tuple)
+        # and queued as the bolts work the queues down; meanwhile this worker says it is
+        # overloaded and every spout pauses, so the parked data is bounded by what was
+        # already in flight.
+        hwm = self.high_watermark
         queued = sum(len(b.queue) for b in self.bolts)
+        parked = self.parked
+        load = self.transport.load
+        while parked and queued < hwm:
+            queued += self._take_data(load(parked.popleft()))
         receive = self.transport.receive
         heard = self.heard
         taken = 0
-        while taken < RECEIVE_SLICE and queued < self.high_watermark:
+        while taken < RECEIVE_SLICE:
             message = receive()
             if message is None:
                 break
             taken += 1
-            kind, sender, payload = message
+            kind, sender, frames = message
             heard.add(sender)
             if kind == DATA:
-                queued += self._take_data(payload)
-                if not self.overloaded and queued > self.high_watermark:
+                if parked or queued >= hwm:
+                    parked.append(frames)
+                else:
+                    queued += self._take_data(load(frames))
+                if not self.overloaded and (parked or queued > hwm):
                     # Signal at once: waiting for the timer can take a whole slow bolt slice.
                     self._check_overload(now)
-            elif kind == ACKER:
+                continue
+            payload = load(frames)
+            if payload is None:
+                continue
+            if kind == ACKER:
                 for task, (inits, acks, fails) in payload.items():
                     acker = self.ackers.get(task)
                     if acker is not None:
@@ -291,11 +307,11 @@ class Worker:
                     self.peer_overload.pop(sender, None)
         return taken > 0
 
-    def _take_data(self, batch: dict[int, list]) -> int:
+    def _take_data(self, batch: dict[int, list] | None) -> int:
         """Queue a batch for the local tasks; return how many tuples were queued."""
         queues = self.queues
         taken = 0
-        for task, items in batch.items():
+        for task, items in (batch or {}).items():
             queue = queues.get(task)
             if queue is None:
                 self.dropped += len(items)  # stale routing: the tree times out and replays
@@ -450,7 +466,7 @@ class Worker:
     def _check_overload(self, now: float) -> None:
         queued = sum(len(b.queue) for b in self.bolts)
         backlog = sum(len(p.backlog) for p in self.transport._peers.values())
-        overloaded = queued > self.high_watermark or backlog > 4
+        overloaded = queued > self.high_watermark or backlog > 4 or bool(self.parked)
         if overloaded and not self.overloaded:
             over = True
         elif not overloaded and self.overloaded and queued < self.high_watermark // 2:
@@ -501,6 +517,7 @@ class Worker:
             "executors": executors,
             "errors": self.errors.take_unsent(),
             "queued": sum(len(b.queue) for b in self.bolts),
+            "parked": len(self.parked),
             "overloaded": self.overloaded,
             "rejected": self.transport.rejected,
             "dropped": self.dropped,

@@ -51,8 +51,8 @@ class Transport:
         self.context: zmq.Context = zmq.Context.instance()
         self.receiver = self.context.socket(zmq.PULL)
         self.receiver.setsockopt(zmq.LINGER, 0)
-        # Finite on purpose: when this worker reads slowly (overloaded), the pipes fill and
-        # the senders' sends back up into their backlogs, which pauses their spouts.
+        # Finite, so that a worker that stops reading (a long bolt slice) makes its
+        # senders' sends back up into their backlogs, which pauses their spouts.
         self.receiver.setsockopt(zmq.RCVHWM, data_hwm)
         self.receiver.bind(f"tcp://{host}:{port}")
         self.address = (host, port)
@@ -103,9 +103,10 @@ class Transport:
             left += len(backlog)
         return left
 
-    def receive(self) -> tuple[int, int, Any] | None:
-        """The next verified message as (kind, sender_port, payload), or None if none is
-        waiting. Messages that fail verification are dropped and counted."""
+    def receive(self) -> tuple[int, int, list[bytes]] | None:
+        """The next verified message as (kind, sender_port, frames), or None if none is
+        waiting; `load(frames)` reads its payload. Messages that fail verification are
+        dropped and counted."""
         recv = self.receiver.recv_multipart
         while True:
             try:
@@ -114,12 +115,24 @@ class Transport:
                 return None
             self.received_bytes += sum(len(f) for f in frames)
             try:
-                return self.codec.decode(frames)
+                kind, port = self.codec.verify(frames)
+                return kind, port, frames
             except BadMessage as e:
-                self.rejected += 1
-                if self.rejected <= 10 or self.rejected % 1000 == 0:
-                    log.warning("worker %s:%d: dropped a message: %s (%d dropped so far)",
-                                *self.address, e, self.rejected)
+                self._rejected(e)
+
+    def load(self, frames: list[bytes]) -> Any:
+        """The payload of a message from `receive`, or None (counted) if it is unreadable."""
+        try:
+            return self.codec.load(frames)
+        except BadMessage as e:
+            self._rejected(e)
+            return None
+
+    def _rejected(self, error: BadMessage) -> None:
+        self.rejected += 1
+        if self.rejected <= 10 or self.rejected % 1000 == 0:
+            log.warning("worker %s:%d: dropped a message: %s (%d dropped so far)",
+                        *self.address, error, self.rejected)
 
     def close(self) -> None:
         for peer in self._peers.values():

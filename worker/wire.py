@@ -78,20 +78,31 @@ class Codec:
         header = _HEADER.pack(VERSION, kind, fmt, self._port, self._tag)
         return [header, payload, self._mac(header, payload)]
 
-    def decode(self, frames: list[bytes]) -> tuple[int, int, Any]:
-        """Return (kind, sender_port, payload) or raise BadMessage."""
+    def verify(self, frames: list[bytes]) -> tuple[int, int]:
+        """Check a message's MAC and header; return (kind, sender_port) or raise BadMessage.
+        Cheap next to `load`, so a receiver can verify everything and load later."""
         if len(frames) != 3 or len(frames[0]) != _HEADER.size:
             raise BadMessage(f"{len(frames)} frames")
         header, payload, mac = frames
         if not hmac.compare_digest(mac, self._mac(header, payload)):
             raise BadMessage("bad MAC (wrong secret?)")
-        version, kind, fmt, port, tag = _HEADER.unpack(header)
+        version, kind, _, port, tag = _HEADER.unpack(header)
         if version != VERSION:
             raise BadMessage(f"wire version {version}, expected {VERSION}")
         if tag != self._tag and kind != CONTROL:
             raise BadMessage("message for another topology")
+        return kind, port
+
+    @staticmethod
+    def load(frames: list[bytes]) -> Any:
+        """The payload of a verified message."""
+        fmt = frames[0][2]
         try:
-            obj = marshal.loads(payload) if fmt == MARSHAL else pickle.loads(payload)
+            return marshal.loads(frames[1]) if fmt == MARSHAL else pickle.loads(frames[1])
         except Exception as e:  # authenticated but unreadable: a bug or a version mismatch
             raise BadMessage(f"undecodable payload: {type(e).__name__}: {e}") from None
-        return kind, port, obj
+
+    def decode(self, frames: list[bytes]) -> tuple[int, int, Any]:
+        """Return (kind, sender_port, payload) or raise BadMessage."""
+        kind, port = self.verify(frames)
+        return kind, port, self.load(frames)
