@@ -168,9 +168,12 @@ def test_component_pages(ui: Ui) -> None:
     assert [w["window"] for w in split["boltStats"]] == ["600", ":all-time"]
     assert len(split["executorStats"]) == 4
     assert all(e["executed"] > 0 and e["port"] for e in split["executorStats"])
-    assert split["inputStats"] == [{"component": "sentences", "stream": "default",
-                                    "grouping": "shuffle", "fields": []}]
-    assert split["outputStats"][0]["stream"] == "default"
+    (inputs,) = split["inputStats"]
+    assert {k: inputs[k] for k in ("component", "stream", "grouping", "fields")} == \
+        {"component": "sentences", "stream": "default", "grouping": "shuffle", "fields": []}
+    assert inputs["executed"] > 0  # per input stream
+    (output,) = split["outputStats"]
+    assert output["stream"] == "default" and output["transferred"] == output["emitted"] > 0
     spout = ui.get(f"/api/v1/topology/{ui.tid}/component/sentences?window=600")
     assert spout["componentType"] == "spout" and spout["window"] == "600"
     assert spout["spoutSummary"][0]["completeLatency"] > 0

@@ -321,8 +321,10 @@ def component_page(state: ClusterState, topology_id: str, component: str, now: f
         row = {"window": w, "windowPretty": pretty, **_stats(f)}
         row.update({"completeLatency": f.complete_latency_ms} if spout else _bolt_stats(f))
         stats.append(row)
-    outputs = [{"stream": s, "emitted": int(n)}
-               for s, n in sorted(stream_figures(beats.values(), component, window).items())]
+    streams = stream_figures(beats.values(), component, window)
+    outputs = [{"stream": s, "emitted": int(n),
+                "transferred": int(streams.transferred_streams.get(s, 0))}
+               for s, n in sorted(streams.emitted.items())]
     return {
         "id": component, "name": meta.get("name"), "topologyId": meta.get("id"),
         "encodedTopologyId": meta.get("id"), "encodedId": component,
@@ -333,7 +335,9 @@ def component_page(state: ClusterState, topology_id: str, component: str, now: f
         "spoutSummary" if spout else "boltStats": stats,
         "outputStats": outputs,
         "inputStats": [{"component": i.get("source"), "stream": i.get("stream"),
-                        "grouping": i.get("grouping"), "fields": i.get("fields")}
+                        "grouping": i.get("grouping"), "fields": i.get("fields"),
+                        "executed": int(streams.executed_streams.get(
+                            (str(i.get("source")), str(i.get("stream"))), 0))}
                        for i in spec.get("inputs") or []],
         "executorStats": _executor_rows(beats, component, window, spout),
         "componentErrors": _component_errors(errors, now),

@@ -35,6 +35,8 @@ class Figures:
     """Counters of one executor, or summed over several, for one window."""
 
     emitted: dict[str, float] = field(default_factory=dict)
+    transferred_streams: dict[str, float] = field(default_factory=dict)
+    executed_streams: dict[tuple[str, str], float] = field(default_factory=dict)
     transferred: float = 0
     executed: float = 0
     acked: float = 0
@@ -47,8 +49,14 @@ class Figures:
     executors: int = 0
 
     def add(self, other: Figures) -> None:
-        for stream, n in other.emitted.items():
-            self.emitted[stream] = self.emitted.get(stream, 0) + n
+        pairs: list[tuple[dict[Any, float], dict[Any, float]]] = [
+            (self.emitted, other.emitted),
+            (self.transferred_streams, other.transferred_streams),
+            (self.executed_streams, other.executed_streams),
+        ]
+        for mine, theirs in pairs:
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
         for key in (*_COUNTERS, "execute_time", "latency_total", "latency_count"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
         self.capacity = max(self.capacity, other.capacity)
@@ -80,10 +88,15 @@ def executor_figures(snapshot: dict[str, Any], window: str) -> Figures:
         window_dict = snapshot.get("window")
         source = window_dict if isinstance(window_dict, dict) else {}
         lat_total, lat_count = num(source.get("latency_total")), num(source.get("latency_count"))
-    emitted = source.get("emitted")
-    emitted = emitted if isinstance(emitted, dict) else {}
+    emitted = _mapping(source.get("emitted"))
+    executed = {(str(c), str(s)): num(n) for c, streams in
+                _mapping(source.get("executed_streams")).items()
+                for s, n in _mapping(streams).items()}
     return Figures(
         emitted={str(s): num(n) for s, n in emitted.items()},
+        transferred_streams={str(s): num(n) for s, n in
+                             _mapping(source.get("transferred_streams")).items()},
+        executed_streams=executed,
         **{k: num(source.get(k)) for k in _COUNTERS},
         execute_time=num(source.get("execute_time")),
         latency_total=lat_total,
@@ -91,6 +104,10 @@ def executor_figures(snapshot: dict[str, Any], window: str) -> Figures:
         capacity=capacity(snapshot),
         executors=1,
     )
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def capacity(snapshot: dict[str, Any]) -> float:
@@ -121,10 +138,10 @@ def component_figures(heartbeats: Iterable[dict[str, Any]], window: str) -> dict
 
 
 def stream_figures(heartbeats: Iterable[dict[str, Any]], component: str,
-                   window: str) -> dict[str, float]:
-    """Tuples `component` emitted per stream over `window`."""
+                   window: str) -> Figures:
+    """`component`'s figures over `window`, summed over its executors (per stream too)."""
     total = Figures()
     for _, e in executors(heartbeats):
         if e["component"] == component:
             total.add(executor_figures(e, window))
-    return total.emitted
+    return total

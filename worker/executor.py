@@ -99,15 +99,15 @@ class Executor:
         self.stats = ExecutorStats(component, task, self.kind)
         self.routes: dict[str, Route] = {}
 
-    def transferred(self) -> int:
-        """Tuples sent to consumer tasks (an emit to an all-grouped consumer counts many)."""
-        collector = getattr(self, "collector", None)
-        direct = collector.transferred if collector is not None else 0
-        return direct + sum(route.transferred() for route in self.routes.values())
 
     def snapshot(self) -> dict[str, Any]:
-        emitted = {r.stream: r.emitted for r in self.routes.values()}
-        return self.stats.snapshot(emitted, self.transferred())
+        routes = self.routes.values()
+        return self.stats.snapshot({r.stream: r.emitted for r in routes},
+                                   {r.stream: r.transferred() for r in routes},
+                                   self.executed_streams())
+
+    def executed_streams(self) -> dict[str, dict[str, int]]:
+        return {}
 
 
 class _Collector:
@@ -121,7 +121,6 @@ class _Collector:
         self._routes = executor.routes
         self._dest = dest
         self._capture = capture
-        self.transferred = 0  # direct emits only; routes count the rest
         self.count = 0  # tuples emitted, all streams
 
     def _route(self, stream: str, values: Sequence[Any]) -> Route:
@@ -148,7 +147,7 @@ class _Collector:
                 f"component {self._component!r}: task {task} is not a direct-grouped consumer "
                 f"of stream {route.stream!r} (direct consumers: {sorted(route.direct_tasks)})"
             )
-        self.transferred += 1
+        route.counted[0] += 1
         return [task]
 
 
@@ -430,6 +429,7 @@ class BoltExecutor(Executor):
         self.infos = infos
         self.errors = errors
         self.queue: collections.deque[tuple] = collections.deque()
+        self.executed_by_code = [0] * len(infos)  # per input stream
         self.collector: BoltCollector | None = None
         self.auto_ack = bool(getattr(bolt, "auto_ack", True))
         self.auto_fail = bool(getattr(bolt, "auto_fail", True))
@@ -448,10 +448,12 @@ class BoltExecutor(Executor):
         ack = collector.ack
         acks = collector._acks
         auto_ack = self.auto_ack
+        by_code = self.executed_by_code
         acked = 0
         start = time.perf_counter()
         for _ in range(n):
             src, code, values, ids = popleft()
+            by_code[code] += 1
             tup = Tuple(values, src, infos[code], ids)
             collector.current = tup
             try:
@@ -485,6 +487,14 @@ class BoltExecutor(Executor):
         self.errors.report(self.component, self.task, "process", exc)
         if self.auto_fail:
             self.collector.fail(tup)
+
+    def executed_streams(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for code, n in enumerate(self.executed_by_code):
+            if n:
+                info = self.infos[code]
+                out.setdefault(info.component, {})[info.stream] = n
+        return out
 
     def tick(self, info: StreamInfo, freq: float) -> None:
         tup = Tuple([freq], -1, info)

@@ -78,13 +78,18 @@ class ExecutorStats:
         self.execute_time = 0.0  # seconds spent in process()/next_tuple()
         self.complete_latency = Histogram()  # spouts: emit -> tree acked
 
-    def snapshot(self, emitted: dict[str, int], transferred: int) -> dict[str, Any]:
+    def snapshot(self, emitted: dict[str, int], transferred: dict[str, int],
+                 executed: dict[str, dict[str, int]]) -> dict[str, Any]:
+        """`emitted` and `transferred` per output stream; `executed` per input component
+        and stream."""
         return {
             "component": self.component,
             "task": self.task,
             "type": self.kind,
             "emitted": emitted,
-            "transferred": transferred,
+            "transferred": sum(transferred.values()),
+            "transferred_streams": transferred,
+            "executed_streams": executed,
             "executed": self.executed,
             "acked": self.acked,
             "failed": self.failed,
@@ -123,14 +128,24 @@ WINDOW_SECS = 600.0
 _COUNTERS = ("transferred", "executed", "acked", "failed", "timed_out", "execute_time")
 
 
+_PER_STREAM = ("emitted", "transferred_streams", "executed_streams")
+
+
 def _totals(snapshot: dict[str, Any]) -> dict[str, Any]:
     latency = snapshot["complete_latency"]
     return {
-        "emitted": dict(snapshot["emitted"]),
-        **{k: snapshot[k] for k in _COUNTERS},
+        **{k: snapshot[k] for k in (*_PER_STREAM, *_COUNTERS)},
         "latency_total": latency["total"],
         "latency_count": latency["count"],
     }
+
+
+def _delta(now: Any, before: Any) -> Any:
+    """now - before, for numbers and (nested) dicts of numbers; what is new counts whole."""
+    if isinstance(now, dict):
+        before = before if isinstance(before, dict) else {}
+        return {k: _delta(v, before.get(k)) for k, v in now.items()}
+    return now - (before or 0)
 
 
 class Windows:
@@ -153,13 +168,6 @@ class Windows:
             history.pop(0)
         then, old = history[0]
         for s in snapshots:
-            before = old.get(s["task"])
-            now_t = current[s["task"]]
-            window: dict[str, Any] = {"seconds": now - then}
-            if before is None:
-                before = {k: (0 if k != "emitted" else {}) for k in now_t}
-            window["emitted"] = {stream: n - before["emitted"].get(stream, 0)
-                                 for stream, n in now_t["emitted"].items()}
-            for k in (*_COUNTERS, "latency_total", "latency_count"):
-                window[k] = now_t[k] - before[k]
+            window = _delta(current[s["task"]], old.get(s["task"]))
+            window["seconds"] = now - then
             s["window"] = window

@@ -560,9 +560,9 @@ async function componentView(id, c) {
       h("div", { class: "muted small", text: `${x.name} · ${x.executors} executors · ${x.tasks} tasks` }))),
     panel("Stats", table(wHead, windows)),
     h("div", { class: "grid2" },
-      panel("Inputs", table(["Component", "Stream", "Grouping"], x.inputStats.map((i) =>
-        h("tr", {}, td(i.component), td(i.stream), td(i.grouping + (i.fields && i.fields.length ? ` (${i.fields.join(", ")})` : "")))), "A spout has no inputs.")),
-      panel("Outputs", table(["Stream", "#Emitted"], x.outputStats.map((o) => h("tr", {}, td(o.stream), num(o.emitted)))))),
+      panel("Inputs", table(["Component", "Stream", "Grouping", "#Executed"], x.inputStats.map((i) =>
+        h("tr", {}, td(i.component), td(i.stream), td(i.grouping + (i.fields && i.fields.length ? ` (${i.fields.join(", ")})` : "")), num(i.executed))), "A spout has no inputs.")),
+      panel("Outputs", table(["Stream", "#Emitted", "#Transferred"], x.outputStats.map((o) => h("tr", {}, td(o.stream), num(o.emitted), num(o.transferred)))))),
     panel("Executors", table(eHead, execs)),
     panel("Errors", table(["Time", "Worker", "#Task", "Error"], errors, "No errors reported.")));
 }
