@@ -43,7 +43,7 @@ from supervisor.sync import StateSync
 from supervisor.wants import PortWant
 from topology.errors import SquallError
 from worker.control import ControlServer
-from worker.launcher import free_ports, spawn_worker
+from worker.launcher import QUICK_EXIT_SECS, free_ports, restart_delay, spawn_worker
 from worker.wire import secret_key
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,6 @@ log = logging.getLogger(__name__)
 DEV_SECRET = "squall-insecure-development-secret"
 POLL_SECS = 0.2  # how often worker processes are checked: a dead one is restarted this fast
 CONTROL_PATH_MAX = 100  # longest ipc socket path we use (the OS limit is about 107)
-QUICK_EXIT_SECS = 10.0  # a worker dying younger than this is restarted with a growing delay
-MAX_RESTART_DELAY = 10.0
 
 
 class SupervisorError(SquallError):
@@ -359,8 +357,7 @@ class Supervisor:
     def _note_quick_exit(self, port: int, now: float) -> None:
         """Restart at once the first time, then back off: a crashing worker must not spin."""
         n = self._quick_exits[port] = self._quick_exits.get(port, 0) + 1
-        delay = 0.0 if n <= 1 else min(MAX_RESTART_DELAY, 0.5 * 2 ** (n - 2))
-        self._not_before[port] = now + delay
+        self._not_before[port] = now + restart_delay(n)
 
     # --- shutdown ------------------------------------------------------------------------------
 

@@ -676,3 +676,33 @@ def test_acks_keep_flowing_while_a_worker_is_overloaded(cluster: LocalCluster) -
 
         wait_for(acked_while_full, 20, "spout acks growing while the acker's worker has data "
                  "parked over its high watermark", every=0.05)
+
+
+class Unloadable:
+    """Unpickles by importing a module that does not exist: a dependency missing on a host."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (__import__, ("no_such_module_for_squall_tests",))
+
+
+class SpoutNeedingAMissingModule(CountingSpout):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = Unloadable()
+
+
+def test_a_worker_that_cannot_load_the_topology_says_why(cluster: LocalCluster) -> None:
+    b = TopologyBuilder("unloadable")
+    b.set_spout("src", SpoutNeedingAMissingModule())
+    b.set_bolt("pad", Pad).shuffle_grouping("src")
+    cluster.submit(b.build())
+    try:
+        errors = wait_for(lambda: cluster.status("unloadable")["errors"], 15, "an error")
+        assert errors[0]["component"] == "__worker"
+        assert "No module named 'no_such_module_for_squall_tests'" in errors[0]["error"]
+        # It is restarted with a growing delay, not in a tight loop.
+        restarts = cluster.status("unloadable")["restarts"]
+        time.sleep(2.0)  # watching the restart rate over a period is the point here
+        assert cluster.status("unloadable")["restarts"] - restarts <= 3
+    finally:
+        cluster.kill("unloadable")

@@ -49,6 +49,9 @@ class LocalTopology:
         self.errors: list[dict[str, Any]] = []
         self.dumps: dict[int, dict[str, Any]] = {}
         self.restarts = 0
+        self.started_at: dict[int, float] = {}  # port -> when its worker was started
+        self.quick_exits: dict[int, int] = {}  # port -> deaths in a row soon after start
+        self.not_before: dict[int, float] = {}  # port -> earliest restart (crash back-off)
         self.code_path = ""
         self.started = time.time()
 
@@ -251,6 +254,7 @@ class LocalCluster:
     def _spawn(self, local: LocalTopology, port: int) -> None:
         from worker.launcher import spawn_worker
 
+        local.started_at[port] = time.monotonic()
         local.workers[port] = spawn_worker(
             topology_id=local.id, host=self.host, port=port, control=self._server.endpoint,
             code_path=local.code_path, secret=self._secret,
@@ -338,12 +342,24 @@ class LocalCluster:
                                             "assignment": local.assignment}))
 
     def _restart_dead(self) -> None:
+        from worker.launcher import QUICK_EXIT_SECS, restart_delay
+
+        now = time.monotonic()
         with self._lock:
             for local in self._topologies.values():
                 for port, proc in local.workers.items():
-                    if proc is not None and proc.poll() is not None:
+                    if proc is None or proc.poll() is None:
+                        continue
+                    if port not in local.not_before:  # just noticed: plan the restart
+                        young = now - local.started_at.get(port, now) < QUICK_EXIT_SECS
+                        n = local.quick_exits.get(port, 0) + 1 if young else 1
+                        local.quick_exits[port] = n
+                        local.not_before[port] = now + restart_delay(n)
                         log.warning("local cluster: worker %s:%d of %s exited with %s; "
-                                    "restarting it", self.host, port, local.id, proc.returncode)
+                                    "restarting it in %.1f s", self.host, port, local.id,
+                                    proc.returncode, local.not_before[port] - now)
+                    if now >= local.not_before[port]:
+                        del local.not_before[port]
                         local.restarts += 1
                         local.heartbeats.pop(port, None)
                         self._spawn(local, port)

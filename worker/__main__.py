@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 import sys
+import time
+import traceback
 
 import cloudpickle
 
@@ -43,16 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     if not secret:
         log.error("worker %s:%d: no cluster secret in $%s", args.host, args.port, SECRET_ENV)
         return 2
-    with open(args.code, "rb") as f:
-        package = cloudpickle.load(f)
     key = secret_key(secret)
     control = ControlClient(args.control, key, args.host, args.port)
     try:
+        with open(args.code, "rb") as f:
+            package = cloudpickle.load(f)
         worker = Worker(package["topology"], package["conf"], args.topology_id, args.host,
                         args.port, key, control, args.parent_pid)
-    except Exception:
+    except Exception as e:  # e.g. a module the topology imports is missing on this host
         log.exception("worker %s:%d: could not start", args.host, args.port)
-        control.close()
+        report_start_failure(control, args, e)
         return 1
 
     def stop(signum: int, frame: object) -> None:
@@ -66,6 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     return worker.run()
+
+
+def report_start_failure(control: ControlClient, args: argparse.Namespace,
+                         error: Exception) -> None:
+    """Tell the parent why this worker cannot start, as an error of the pseudo-component
+    "__worker", so that `squall status` and the dashboard show it (not only the log)."""
+    control.send({
+        "type": "heartbeat", "topology_id": args.topology_id, "host": args.host,
+        "port": args.port, "pid": os.getpid(), "version": None, "time": time.time(),
+        "state": "failed", "executors": [],
+        "errors": [{"component": "__worker", "task": -1, "time": time.time(),
+                    "host": args.host, "port": args.port,
+                    "error": f"worker could not start: {type(error).__name__}: {error}",
+                    "traceback": "".join(traceback.format_exception(error))}],
+    })
+    control.close(linger_ms=1000)
 
 
 if __name__ == "__main__":

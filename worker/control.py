@@ -56,8 +56,9 @@ class ControlClient:
             if kind == CONTROL and isinstance(message, dict):
                 out.append(message)
 
-    def close(self) -> None:
-        self.socket.close(0)
+    def close(self, linger_ms: int = 0) -> None:
+        """Close; with `linger_ms`, give messages still queued that long to leave."""
+        self.socket.close(linger_ms)
 
 
 class ControlServer:

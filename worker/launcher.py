@@ -52,6 +52,17 @@ def spawn_worker(
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
+QUICK_EXIT_SECS = 10.0  # a worker that dies younger than this counts as crashing
+MAX_RESTART_DELAY = 10.0
+
+
+def restart_delay(quick_exits: int) -> float:
+    """How long to wait before restarting a worker that died young `quick_exits` times in a
+    row: at once the first time, then 0.5 s, 1 s, 2 s ... up to MAX_RESTART_DELAY, so that
+    a worker that cannot start does not spin."""
+    return 0.0 if quick_exits <= 1 else min(MAX_RESTART_DELAY, 0.5 * 2 ** (quick_exits - 2))
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """Ports the OS says are free right now (all held open until all are chosen)."""
     sockets = []
