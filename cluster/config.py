@@ -368,3 +368,27 @@ class Config(Mapping[str, Any]):
     def __repr__(self) -> str:
         shown = {k: ("***" if k == "cluster.secret" and v else v) for k, v in self._values.items()}
         return f"Config(source={self.source!r}, {shown!r})"
+
+
+def require_secret_off_loopback(config: Mapping[str, Any], host_key: str, who: str) -> None:
+    """Refuse to expose code-running endpoints without authentication.
+
+    A daemon whose `host_key` address is not a loopback address accepts work from the
+    network; without `cluster.secret` anyone who reaches it could run code, so it must not
+    start. On loopback only local users can reach it, so it starts with a warning.
+    """
+    import ipaddress
+
+    host = str(config[host_key])
+    if config.get("cluster.secret"):
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"{who}: {host_key} is {host!r} but cluster.secret is not set: refusing to accept "
+            "work from the network without authentication (set cluster.secret)"
+        )
+    log.warning("%s: cluster.secret is not set: any local user can submit code", who)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cluster.config import Config
+from cluster.config import Config, require_secret_off_loopback
 from cluster.state import ClusterState, StateError, open_state
 from nimbus import submission as sub
 from nimbus.lifecycle import (
@@ -81,6 +81,7 @@ class Nimbus:
         """Open the state, bind the API and enter the election. Raises SquallError."""
         from nimbus.api import ApiServer  # the server imports this module's types
 
+        require_secret_off_loopback(self.config, "nimbus.host", f"nimbus {self.id}")
         session = {"zookeeper.session.timeout.secs": self.config["nimbus.session.timeout.secs"]}
         self.state = self._state_factory(self.config.with_overrides(session))
         try:

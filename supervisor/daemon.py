@@ -36,6 +36,7 @@ from typing import IO, Any
 import psutil
 import zmq
 
+from cluster.config import require_secret_off_loopback
 from cluster.state import ClusterState, open_state
 from supervisor.classify import LocalWorker, classify
 from supervisor.procs import WorkerProcess, WorkerRecords, adopt, spawned, stop_all
@@ -115,6 +116,7 @@ class Supervisor:
 
     def start(self) -> None:
         """Take the home, adopt live workers, bind the control channel, register."""
+        require_secret_off_loopback(self.config, "supervisor.host", "supervisor")
         self.home.mkdir(parents=True, exist_ok=True)
         self._lock_home()
         try:

@@ -235,3 +235,22 @@ def test_describe_keys_covers_the_registry() -> None:
         if default is not None:
             KEYS[key].check(default)  # every default passes its own validator
     assert ("nimbus.port", 6627, KEYS["nimbus.port"].doc) in rows
+
+
+@pytest.mark.parametrize("host", ["10.1.2.3", "0.0.0.0", "node1.example.com"])
+def test_daemons_refuse_the_network_without_a_secret(host: str) -> None:
+    from cluster.config import require_secret_off_loopback
+
+    conf = Config.from_mapping({"nimbus.host": host})
+    with pytest.raises(ConfigError, match=f"nimbus.host is '{host}' but cluster.secret is not"):
+        require_secret_off_loopback(conf, "nimbus.host", "nimbus")
+    require_secret_off_loopback(conf.with_overrides({"cluster.secret": "s3cret"}),
+                                "nimbus.host", "nimbus")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_daemons_start_without_a_secret(host: str) -> None:
+    from cluster.config import require_secret_off_loopback
+
+    require_secret_off_loopback(Config.from_mapping({"supervisor.host": host}),
+                                "supervisor.host", "supervisor")
