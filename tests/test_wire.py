@@ -6,14 +6,14 @@ import pickle
 
 import pytest
 
-from worker.wire import ACKER, CONTROL, DATA, BadMessage, Codec, secret_key, topology_tag
+from worker.wire import ACKER, CONTROL, DATA, BadMessage, Codec, secret_key, topology_tag, worker_id
 
 KEY = secret_key("s3cret")
 TAG = topology_tag("topo-1")
 
 
-def codec(key: bytes = KEY, tag: bytes = TAG, port: int = 6700) -> Codec:
-    return Codec(key, tag, port)
+def codec(key: bytes = KEY, tag: bytes = TAG, sender: int = 6700) -> Codec:
+    return Codec(key, tag, sender)
 
 
 @pytest.mark.parametrize("kind,payload", [
@@ -22,9 +22,9 @@ def codec(key: bytes = KEY, tag: bytes = TAG, port: int = 6700) -> Codec:
     (CONTROL, {"type": "heartbeat", "x": [1.5, None]}),
 ])
 def test_round_trip(kind: int, payload: object) -> None:
-    frames = codec(port=6701).encode(kind, payload)
+    frames = codec(sender=worker_id("10.0.0.7", 6701)).encode(kind, payload)
     assert len(frames) == 3
-    assert codec().decode(frames) == (kind, 6701, payload)
+    assert codec().decode(frames) == (kind, worker_id("10.0.0.7", 6701), payload)
 
 
 def test_tampered_payload_is_rejected() -> None:
@@ -82,3 +82,8 @@ def test_secret_key_is_32_bytes_and_str_equals_bytes() -> None:
     assert secret_key(b"s3cret") == KEY
     assert secret_key("other") != KEY
     assert topology_tag("a") != topology_tag("b") and len(topology_tag("a")) == 8
+
+
+def test_workers_on_the_same_port_of_different_hosts_have_different_ids() -> None:
+    ids = {worker_id(f"10.0.0.{h}", p) for h in range(1, 50) for p in (6700, 6701, 6702, 6703)}
+    assert len(ids) == 49 * 4

@@ -34,7 +34,7 @@ from worker.executor import (
 from worker.routing import build_routes, stream_codes, stream_table
 from worker.stats import Windows
 from worker.transport import Address, Transport
-from worker.wire import ACKER, BACKPRESSURE, DATA, SPOUT, Codec, topology_tag
+from worker.wire import ACKER, BACKPRESSURE, DATA, SPOUT, Codec, topology_tag, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class Worker:
         self.me: Address = (host, port)
         self.control = control
         self.parent_pid = parent_pid
-        self.transport = Transport(Codec(key, topology_tag(topology_id), port), host, port)
+        self.transport = Transport(Codec(key, topology_tag(topology_id), worker_id(host, port)),
+                                   host, port)
         self.stopping = False
         self.exit_code = 0
         self.started = time.monotonic()
@@ -86,8 +87,8 @@ class Worker:
         self.outbox: AckOutbox | None = None
         self.peers: set[Address] = set()
         self.overloaded = False
-        self.peer_overload: dict[int, float] = {}  # sender port -> time it said "overloaded"
-        self.heard: set[int] = set()  # ports of the peers a message came from
+        self.peer_overload: dict[int, float] = {}  # sender id -> time it said "overloaded"
+        self.heard: set[int] = set()  # ids (worker_id) of the peers a message came from
         self.parked: collections.deque[list[bytes]] = collections.deque()  # see _receive
         self.waiting_for_peers = True
         self.assigned_at = 0.0
@@ -335,7 +336,7 @@ class Worker:
         if self.waiting_for_peers:
             # Do not flood a consumer that is still starting: wait until every peer has
             # spoken (they all send their status at start), or PEER_WAIT_SECS at most.
-            missing = {port for _, port in self.peers} - self.heard
+            missing = {worker_id(host, port) for host, port in self.peers} - self.heard
             if missing and time.monotonic() - self.assigned_at < PEER_WAIT_SECS:
                 return False
             self.waiting_for_peers = False

@@ -104,7 +104,7 @@ class Transport:
         return left
 
     def receive(self) -> tuple[int, int, list[bytes]] | None:
-        """The next verified message as (kind, sender_port, frames), or None if none is
+        """The next verified message as (kind, sender id, frames), or None if none is
         waiting; `load(frames)` reads its payload. Messages that fail verification are
         dropped and counted."""
         recv = self.receiver.recv_multipart

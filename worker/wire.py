@@ -22,6 +22,7 @@ import hmac
 import marshal
 import pickle
 import struct
+import zlib
 from typing import Any
 
 VERSION = 1
@@ -34,7 +35,7 @@ CONTROL = 5
 KIND_NAMES = {DATA: "data", ACKER: "acker", SPOUT: "spout", BACKPRESSURE: "backpressure",
               CONTROL: "control"}
 
-_HEADER = struct.Struct("!BBBH8s")  # version, kind, format, sender port, topology tag
+_HEADER = struct.Struct("!BBBI8s")  # version, kind, format, sender id, topology tag
 MARSHAL = 0
 PICKLE = 1
 MAC_SIZE = 16
@@ -49,6 +50,12 @@ def topology_tag(topology_id: str) -> bytes:
     return hashlib.blake2b(topology_id.encode(), digest_size=8).digest()
 
 
+def worker_id(host: str, port: int) -> int:
+    """A worker's 32-bit id on the wire: ports alone repeat across hosts (every supervisor
+    offers 6700...), so the sender is named by its host and port."""
+    return zlib.crc32(f"{host}:{port}".encode())
+
+
 def secret_key(secret: str | bytes) -> bytes:
     """Derive the 32-byte MAC key from the cluster secret."""
     raw = secret.encode() if isinstance(secret, str) else secret
@@ -58,10 +65,10 @@ def secret_key(secret: str | bytes) -> bytes:
 class Codec:
     """Encodes and checks messages for one topology with one key."""
 
-    def __init__(self, key: bytes, tag: bytes, port: int) -> None:
+    def __init__(self, key: bytes, tag: bytes, sender: int) -> None:
         self._key = key
         self._tag = tag
-        self._port = port
+        self._sender = sender
 
     def _mac(self, header: bytes, payload: bytes) -> bytes:
         h = hashlib.blake2b(header, key=self._key, digest_size=MAC_SIZE)
@@ -75,23 +82,23 @@ class Codec:
         except ValueError:  # a value marshal does not know (a user class, a namedtuple...)
             payload = pickle.dumps(obj, PROTOCOL)
             fmt = PICKLE
-        header = _HEADER.pack(VERSION, kind, fmt, self._port, self._tag)
+        header = _HEADER.pack(VERSION, kind, fmt, self._sender, self._tag)
         return [header, payload, self._mac(header, payload)]
 
     def verify(self, frames: list[bytes]) -> tuple[int, int]:
-        """Check a message's MAC and header; return (kind, sender_port) or raise BadMessage.
+        """Check a message's MAC and header; return (kind, sender id) or raise BadMessage.
         Cheap next to `load`, so a receiver can verify everything and load later."""
         if len(frames) != 3 or len(frames[0]) != _HEADER.size:
             raise BadMessage(f"{len(frames)} frames")
         header, payload, mac = frames
         if not hmac.compare_digest(mac, self._mac(header, payload)):
             raise BadMessage("bad MAC (wrong secret?)")
-        version, kind, _, port, tag = _HEADER.unpack(header)
+        version, kind, _, sender, tag = _HEADER.unpack(header)
         if version != VERSION:
             raise BadMessage(f"wire version {version}, expected {VERSION}")
         if tag != self._tag and kind != CONTROL:
             raise BadMessage("message for another topology")
-        return kind, port
+        return kind, sender
 
     @staticmethod
     def load(frames: list[bytes]) -> Any:
@@ -103,6 +110,6 @@ class Codec:
             raise BadMessage(f"undecodable payload: {type(e).__name__}: {e}") from None
 
     def decode(self, frames: list[bytes]) -> tuple[int, int, Any]:
-        """Return (kind, sender_port, payload) or raise BadMessage."""
-        kind, port = self.verify(frames)
-        return kind, port, self.load(frames)
+        """Return (kind, sender id, payload) or raise BadMessage."""
+        kind, sender = self.verify(frames)
+        return kind, sender, self.load(frames)
