@@ -23,17 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil
 
+from examples.word_count import SENTENCES, SplitSentence
 from topology import Bolt, LocalCluster, Spout, TopologyBuilder
 from worker.stats import Histogram, aggregate_components
-
-SENTENCES = [
-    "the cow jumped over the moon",
-    "an apple a day keeps the doctor away",
-    "four score and seven years ago",
-    "snow white and the seven dwarfs",
-    "i am at two with nature",
-]
-WORDS_PER_SENTENCE = sum(len(s.split()) for s in SENTENCES) / len(SENTENCES)
 
 
 class Sentences(Spout):
@@ -74,14 +66,6 @@ class Sentences(Spout):
         self.replay.append(msg_id)
 
 
-class Split(Bolt):
-    outputs = ["word"]
-
-    def process(self, tup: Any) -> None:
-        for word in tup.values[0].split():
-            self.emit([word])
-
-
 class Count(Bolt):
     outputs = ["word", "count"]
 
@@ -95,7 +79,7 @@ class Count(Bolt):
 def build(acking: bool, rate: float | None = None) -> Any:
     b = TopologyBuilder("bench-word-count")
     b.set_spout("sentences", Sentences, parallelism=2)
-    b.set_bolt("split", Split, parallelism=2).shuffle_grouping("sentences")
+    b.set_bolt("split", SplitSentence, parallelism=2).shuffle_grouping("sentences")
     b.set_bolt("count", Count, parallelism=2).fields_grouping("split", ["word"])
     conf: dict[str, Any] = {"topology.workers": 2, "worker.heartbeat.frequency.secs": 0.5}
     if acking:
