@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +25,21 @@ class Daemon:
     """One `python -m cli.main COMMAND ...` child writing to its own log file.
 
     It runs in a session of its own, so a Ctrl-C at the terminal reaches only the parent,
-    which stops its daemons in order.
+    which stops its daemons in order. `prefix` goes before the interpreter, for a wrapper that
+    execs it in place (`ip netns exec NS` in the multi-host tests), so the pid stays the daemon's.
     """
 
     def __init__(self, name: str, args: list[str], log_path: Path,
-                 env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+                 env: dict[str, str] | None = None, cwd: str | None = None,
+                 prefix: Sequence[str] = ()) -> None:
         self.name = name
         self.log_path = log_path
         self.reported = False  # whether its unexpected exit has been reported
         with open(log_path, "ab") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", *args], stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+                [*prefix, sys.executable, "-m", "cli.main", *args], stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                start_new_session=True)
 
     @property
     def pid(self) -> int:

@@ -144,9 +144,13 @@ class ProcessCluster:
         raise AssertionError(f"leader {leader} is not one of ours")
 
     def supervisor_id(self, daemon: Daemon) -> str:
+        registered = self.view.supervisors()
+        for sid, info in registered.items():  # the pid is exact; ports may repeat on hosts
+            if info.get("pid") == daemon.pid:
+                return sid
         ports = self.supervisor_slots[daemon.pid]
-        for sid, info in self.view.supervisors().items():
-            if info.get("pid") == daemon.pid or list(info.get("ports", [])) == ports:
+        for sid, info in registered.items():
+            if list(info.get("ports", [])) == ports:
                 return sid
         raise AssertionError(f"{daemon.name} is not registered")
 
