@@ -122,6 +122,7 @@ class Worker:
         else:
             self._reroute()
         self._set_active(bool(assignment.get("active", True)))
+        self.timers["heartbeat"] = 0.0  # say at once that the new version runs
 
     def _build(self) -> None:
         topology, conf = self.topology, self.conf
