@@ -42,6 +42,10 @@ BOLT_SLICE = 256  # tuples a bolt processes per turn before others get a go
 SPOUT_SLICE = 64  # next_tuple calls per spout per turn
 RECEIVE_SLICE = 256  # messages read per turn
 BACKPRESSURE_TTL = 3.0  # a peer's "overloaded" that is not refreshed expires
+# What a BACKPRESSURE message says. A worker that has just started says HELLO (not
+# overloaded, and answer me), so its peers send their status at once and its spouts,
+# which wait to hear from every peer, start without waiting for the peers' next round.
+READY, OVERLOADED, HELLO = 0, 1, 2
 STATUS_EVERY = 1.0  # every worker tells every peer its overload state this often
 PEER_WAIT_SECS = 10.0  # spouts wait this long at most for every peer to be heard from
 
@@ -91,6 +95,7 @@ class Worker:
         self.heard: set[int] = set()  # ids (worker_id) of the peers a message came from
         self.parked: collections.deque[list[bytes]] = collections.deque()  # see _receive
         self.waiting_for_peers = True
+        self.said_hello = False
         self.assigned_at = 0.0
         self.dropped = 0  # tuples for tasks this worker does not run (stale routing)
         self.last_flush = 0.0
@@ -303,10 +308,12 @@ class Worker:
                     if outcome is not None:
                         spout.outcomes(outcome[0], outcome[1], now)
             elif kind == BACKPRESSURE:
-                if payload:
+                if payload == OVERLOADED:
                     self.peer_overload[sender] = now
                 else:
                     self.peer_overload.pop(sender, None)
+                    if payload == HELLO:
+                        self.timers["overload_sent"] = 0.0  # answer with our status now
         return taken > 0
 
     def _take_data(self, batch: dict[int, list] | None) -> int:
@@ -478,9 +485,13 @@ class Worker:
         refresh = now - self.timers.get("overload_sent", 0.0) > STATUS_EVERY
         if over != self.overloaded or refresh:
             self.overloaded = over
+            said = OVERLOADED if over else READY
+            if said == READY and not self.said_hello:
+                said = HELLO
+            self.said_hello = True
             self.timers["overload_sent"] = now
             for peer in self.peers:
-                self.transport.send_system(peer, BACKPRESSURE, over)
+                self.transport.send_system(peer, BACKPRESSURE, said)
         for sender, since in list(self.peer_overload.items()):
             if now - since > BACKPRESSURE_TTL:
                 del self.peer_overload[sender]

@@ -84,6 +84,7 @@ class Transport:
 
     def send_system(self, address: Address, kind: int, obj: object) -> None:
         frames = self.codec.encode(kind, obj)
+        self.sent_bytes += len(frames[1])
         self.peer(address).system.send_multipart(frames, copy=False)
 
     def _try_send(self, socket: zmq.Socket, frames: list[bytes]) -> bool:
