@@ -37,6 +37,7 @@ from nimbus.protocol import (
     NimbusError,
     NotFound,
     NotLeader,
+    SeenStamps,
     TooLarge,
     check_auth,
 )
@@ -63,6 +64,7 @@ class ApiServer(ThreadingHTTPServer):
     def __init__(self, nimbus: Nimbus, config: Config) -> None:
         self.nimbus = nimbus
         self.secret: str | None = config["cluster.secret"]
+        self.seen = SeenStamps()  # signatures already used: a replayed request is refused
         self.max_bytes = int(config["nimbus.code.max.bytes"])
         try:
             super().__init__((config["nimbus.host"], int(config["nimbus.port"])), Handler)
@@ -106,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
             check_auth(self.server.secret, self.headers.get(AUTH_HEADER), method, self.path,
-                       body, time.time())
+                       body, time.time(), self.server.seen)
             status, reply = 200, self._route(method, body)
         except NotLeader as e:
             status, reply = e.status, {"error": str(e), "leader": e.leader}

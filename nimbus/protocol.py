@@ -3,17 +3,20 @@
 
 Requests are HTTP/JSON. When `cluster.secret` is set every request carries
 
-    X-Squall-Auth: <unix timestamp>:<hex HMAC-SHA256>
+    X-Squall-Auth: <unix timestamp>.<random nonce>:<hex HMAC-SHA256>
 
-over `METHOD \\n PATH \\n TIMESTAMP \\n` followed by the raw body, keyed by the secret. PATH is
-the request target exactly as sent (query string included). Nimbus refuses a signature whose
-timestamp is more than `MAX_SKEW_SECS` away from its own clock.
+over `METHOD \\n PATH \\n STAMP \\n` followed by the raw body, keyed by the secret, where STAMP
+is the part before the colon. PATH is the request target exactly as sent (query string
+included). Nimbus refuses a signature whose timestamp is more than `MAX_SKEW_SECS` away from
+its own clock, and one it has already seen within that time (a replayed request).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import threading
 import time
 
 from topology.errors import SquallError
@@ -43,12 +46,31 @@ def signature(secret: str, method: str, path: str, timestamp: str, body: bytes) 
 
 def auth_header(secret: str, method: str, path: str, body: bytes, now: float | None = None) -> str:
     """The value of `AUTH_HEADER` for one request."""
-    timestamp = str(int(time.time() if now is None else now))
-    return f"{timestamp}:{signature(secret, method, path, timestamp, body)}"
+    stamp = f"{int(time.time() if now is None else now)}.{secrets.token_hex(8)}"
+    return f"{stamp}:{signature(secret, method, path, stamp, body)}"
+
+
+class SeenStamps:
+    """The signature stamps accepted in the last MAX_SKEW_SECS, to refuse replays.
+    Thread-safe: the API serves requests on threads."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_time(self, stamp: str, now: float) -> bool:
+        with self._lock:
+            if len(self._seen) > 1000:
+                self._seen = {s: t for s, t in self._seen.items() if now - t <= MAX_SKEW_SECS}
+            if stamp in self._seen:
+                return False
+            self._seen[stamp] = now
+            return True
 
 
 def check_auth(
-    secret: str | None, header: str | None, method: str, path: str, body: bytes, now: float
+    secret: str | None, header: str | None, method: str, path: str, body: bytes, now: float,
+    seen: SeenStamps | None = None,
 ) -> None:
     """Raise `AuthError` unless `header` is a fresh, valid signature (or no secret is set)."""
     if not secret:
@@ -56,17 +78,19 @@ def check_auth(
     if not header:
         raise AuthError("missing cluster secret: this nimbus requires requests signed with "
                         "cluster.secret")
-    timestamp, _, mac = header.partition(":")
+    stamp, _, mac = header.partition(":")
     try:
-        when = int(timestamp)
+        when = int(stamp.partition(".")[0])
     except ValueError:
         raise AuthError("wrong cluster secret (malformed signature)") from None
-    expected = signature(secret, method, path, timestamp, body)
+    expected = signature(secret, method, path, stamp, body)
     if not hmac.compare_digest(expected.encode(), mac.encode()):
         raise AuthError("wrong cluster secret")
     if abs(now - when) > MAX_SKEW_SECS:
         raise AuthError(f"request signed {int(now - when)} s from nimbus's clock (more than "
                         f"{MAX_SKEW_SECS} s): check the clocks")
+    if seen is not None and not seen.first_time(stamp, now):
+        raise AuthError("replayed request: this signature was already used")
 
 
 # --- errors -------------------------------------------------------------------------------------

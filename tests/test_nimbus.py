@@ -234,6 +234,12 @@ def test_wrong_or_missing_secret_is_refused_and_changes_nothing(start_nimbus, st
     signed_other = auth_header("s3cret", "GET", "/api/v1/nimbus", b"")
     status, _ = raw_request(nimbus.endpoint, "GET", path, headers={AUTH_HEADER: signed_other})
     assert status == 401
+    # a captured request cannot be sent again
+    once = auth_header("s3cret", "GET", path, b"")
+    status, _ = raw_request(nimbus.endpoint, "GET", path, headers={AUTH_HEADER: once})
+    assert status == 200
+    status, reply = raw_request(nimbus.endpoint, "GET", path, headers={AUTH_HEADER: once})
+    assert status == 401 and "replayed" in reply["error"]
 
     assert nimbus.client().submit(package)["status"] == "ACTIVE"
 
