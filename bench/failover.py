@@ -35,6 +35,7 @@ import cloudpickle  # noqa: E402
 import cluster_topologies  # noqa: E402
 from cluster_fixtures import TEST_SETTINGS, ProcessCluster  # noqa: E402
 from cluster_topologies import acked_by_worker, write_topology_file  # noqa: E402
+from polling import wait_for  # noqa: E402
 
 from cluster.config import Config, parse_override  # noqa: E402
 from cluster.zkserver import ZooKeeperServer  # noqa: E402
@@ -48,14 +49,10 @@ SHOWN = ["nimbus.monitor.freq.secs", "nimbus.worker.timeout.secs", "nimbus.sessi
 
 
 def until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"failover: {what}: not within {timeout:g} s")
-        time.sleep(POLL)
+    try:
+        return wait_for(pred, timeout, what, every=POLL)
+    except AssertionError as e:
+        raise SystemExit(f"failover: {e}") from None
 
 
 class Bench:
