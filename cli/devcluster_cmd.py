@@ -124,12 +124,16 @@ class DevCluster:
         env.pop("SQUALL_CONF", None)
         self.daemons.append(Daemon(name, argv, self.logs / f"{name}.log", env))
 
+    @staticmethod
+    def _check_alive(daemon: Daemon) -> None:
+        if not daemon.alive():
+            raise SquallError(f"{daemon.name} exited with {daemon.returncode}; "
+                              f"log {daemon.log_path}:\n{daemon.log_tail()}")
+
     def _wait_port(self, daemon: Daemon, port: int) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         while not port_open(port):
-            if not daemon.alive():
-                raise SquallError(f"{daemon.name} exited with {daemon.returncode}; "
-                                  f"log {daemon.log_path}:\n{daemon.log_tail()}")
+            self._check_alive(daemon)
             if time.monotonic() > deadline:
                 raise SquallError(f"{daemon.name} is not listening on {HOST}:{port} after "
                                   f"{READY_TIMEOUT:g} s; log {daemon.log_path}")
@@ -143,9 +147,7 @@ class DevCluster:
         with open_state(self.config) as state:
             while len(state.supervisors()) < count:
                 for d in supervisors:
-                    if not d.alive():
-                        raise SquallError(f"{d.name} exited with {d.returncode}; log "
-                                          f"{d.log_path}:\n{d.log_tail()}")
+                    self._check_alive(d)
                 if time.monotonic() > deadline:
                     raise SquallError(f"supervisors did not register within {READY_TIMEOUT:g} s; "
                                       f"logs in {self.logs}")

@@ -26,6 +26,7 @@ import psutil
 import pytest
 from polling import wait_for
 
+from cli.cluster_cmds import runs_version
 from cli.daemons import Daemon, toml_config
 from cluster.config import Config
 from cluster.zkserver import ZooKeeperServer, free_port
@@ -168,6 +169,17 @@ class ProcessCluster:
         return out
 
     # --- the CLI -------------------------------------------------------------------------------
+
+    def heartbeats(self, tid: str) -> dict[str, dict[str, Any]]:
+        return self.view.worker_heartbeats(tid)
+
+    def current_heartbeats(self, tid: str) -> dict[str, dict[str, Any]]:
+        """Heartbeats of the workers of the current assignment, running its version."""
+        a = self.view.assignment(tid) or {}
+        hbs = self.heartbeats(tid)
+        keys = [f"{w['host']}:{w['port']}" for w in a.get("workers", [])]
+        return {k: hbs[k] for k in keys
+                if k in hbs and runs_version(hbs[k].get("version"), a.get("version"))}
 
     def cli(self, *args: str, check: bool = True, timeout: float = 60.0
             ) -> subprocess.CompletedProcess[str]:

@@ -23,25 +23,10 @@ from cluster_topologies import (
     write_topology_file,
 )
 
-from cli.cluster_cmds import runs_version
-
 HOST = "127.0.0.1"
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def heartbeats(c: ProcessCluster, tid: str) -> dict[str, dict[str, Any]]:
-    return c.view.worker_heartbeats(tid)
-
-
-def current_heartbeats(c: ProcessCluster, tid: str) -> dict[str, dict[str, Any]]:
-    """Heartbeats of the workers of the current assignment, running its version."""
-    a = c.view.assignment(tid) or {}
-    hbs = heartbeats(c, tid)
-    keys = [f"{w['host']}:{w['port']}" for w in a.get("workers", [])]
-    return {k: hbs[k] for k in keys
-            if k in hbs and runs_version(hbs[k].get("version"), a.get("version"))}
 
 
 def submit(c: ProcessCluster, tmp_path: Path, kind: str, name: str, *conf: str,
@@ -52,7 +37,7 @@ def submit(c: ProcessCluster, tmp_path: Path, kind: str, name: str, *conf: str,
 
 
 def total_acked(c: ProcessCluster, tid: str) -> int:
-    return spout_totals(heartbeats(c, tid).values(), "acked")
+    return spout_totals(c.heartbeats(tid).values(), "acked")
 
 
 def wait_acked_growing(c: ProcessCluster, tid: str, by: int = 50, timeout: float = 20.0,
@@ -67,11 +52,11 @@ def worker_supervisors(c: ProcessCluster, tid: str) -> list[str]:
 
 def wait_heartbeat_changes(c: ProcessCluster, tid: str, n: int = 3) -> None:
     """Wait until every current worker has written `n` newer heartbeats."""
-    first = {k: hb["time"] for k, hb in current_heartbeats(c, tid).items()}
+    first = {k: hb["time"] for k, hb in c.current_heartbeats(tid).items()}
     for _ in range(n):
-        seen = {k: hb["time"] for k, hb in current_heartbeats(c, tid).items()}
+        seen = {k: hb["time"] for k, hb in c.current_heartbeats(tid).items()}
         wait_for(lambda seen=seen: all(
-            current_heartbeats(c, tid).get(k, {}).get("time", t) > t for k, t in seen.items()),
+            c.current_heartbeats(tid).get(k, {}).get("time", t) > t for k, t in seen.items()),
             10, "new heartbeats")
     assert first
 
@@ -94,7 +79,7 @@ def test_exact_word_count_spread_over_both_supervisors(make_cluster, tmp_path) -
     wait_for(lambda: total_acked(c, tid) == n, 40, f"all {n} sentences acked")
     expected = expected_counts(n)
     wait_for(lambda: read_counts(out) == expected, 10, "count files equal to the expected")
-    hbs = heartbeats(c, tid).values()
+    hbs = c.heartbeats(tid).values()
     assert spout_totals(hbs, "failed") == 0
     assert spout_totals(hbs, "emitted") == n  # no replay, so no duplicates
 
@@ -119,16 +104,16 @@ def test_cli_actions_change_what_they_should(make_cluster, tmp_path) -> None:
 
     # deactivate: spouts stop emitting
     assert c.cli_json("deactivate", "wc-life")["status"] == "INACTIVE"
-    wait_for(lambda: (hbs := current_heartbeats(c, tid)) and len(hbs) == 2 and
+    wait_for(lambda: (hbs := c.current_heartbeats(tid)) and len(hbs) == 2 and
              not any(hb["active"] for hb in hbs.values()), 10, "workers inactive")
-    emitted = spout_totals(heartbeats(c, tid).values(), "emitted")
+    emitted = spout_totals(c.heartbeats(tid).values(), "emitted")
     wait_heartbeat_changes(c, tid, 3)
-    assert spout_totals(heartbeats(c, tid).values(), "emitted") == emitted
+    assert spout_totals(c.heartbeats(tid).values(), "emitted") == emitted
     assert c.cli_json("status", "wc-life")["status"] == "INACTIVE"
 
     # activate: they start again
     assert c.cli_json("activate", "wc-life")["status"] == "ACTIVE"
-    wait_for(lambda: spout_totals(heartbeats(c, tid).values(), "emitted") > emitted + 50, 15,
+    wait_for(lambda: spout_totals(c.heartbeats(tid).values(), "emitted") > emitted + 50, 15,
              "emitting again")
 
     # rebalance -n 1: one worker
@@ -137,7 +122,7 @@ def test_cli_actions_change_what_they_should(make_cluster, tmp_path) -> None:
              "one worker")
     st = c.cli_json("status", "wc-life")
     assert st["num_workers"] == 1 and st["status"] == "ACTIVE"
-    wait_for(lambda: len(current_heartbeats(c, tid)) == 1, 20, "the one worker running")
+    wait_for(lambda: len(c.current_heartbeats(tid)) == 1, 20, "the one worker running")
     wait_acked_growing(c, tid, what="acked growing on one worker")
     wait_for(lambda: len(c.worker_pids()) == 1, 15, "the other worker stopped")
 
@@ -148,10 +133,10 @@ def test_cli_actions_change_what_they_should(make_cluster, tmp_path) -> None:
              "a new split task")
     st = c.cli_json("status", "wc-life")
     assert st["components"]["split"]["parallelism"] == 3
-    wait_for(lambda: {t for hb in current_heartbeats(c, tid).values() for t in hb["tasks"]}
+    wait_for(lambda: {t for hb in c.current_heartbeats(tid).values() for t in hb["tasks"]}
              == {int(t) for t in c.view.assignment(tid)["tasks"]}, 20,
              "every task running")
-    split_tasks = {e["task"] for hb in current_heartbeats(c, tid).values()
+    split_tasks = {e["task"] for hb in c.current_heartbeats(tid).values()
                    for e in hb["executors"] if e["component"] == "split"}
     assert len(split_tasks) == 3
     wait_acked_growing(c, tid, what="acked growing after rebalance -e")
@@ -185,15 +170,15 @@ def test_killed_worker_is_restarted_and_flows_again(make_cluster, tmp_path) -> N
     wait_acked_growing(c, tid)
     port, pid = sorted(c.worker_pids().items())[0]
     key = f"{HOST}:{port}"
-    wait_for(lambda: acked_by_worker(heartbeats(c, tid)).get(key, 0) > 0, 10,
+    wait_for(lambda: acked_by_worker(c.heartbeats(tid)).get(key, 0) > 0, 10,
              "the victim acking")
     killed_at = time.monotonic()
     os.kill(pid, signal.SIGKILL)
 
     new_pid = wait_for(lambda: (p := c.worker_pids().get(port)) != pid and p, 10,
                        "a new worker on the port")
-    wait_for(lambda: heartbeats(c, tid).get(key, {}).get("pid") == new_pid and
-             acked_by_worker(heartbeats(c, tid)).get(key, 0) > 10, 15,
+    wait_for(lambda: c.heartbeats(tid).get(key, {}).get("pid") == new_pid and
+             acked_by_worker(c.heartbeats(tid)).get(key, 0) > 10, 15,
              "the restarted worker acking")
     flowing = time.monotonic() - killed_at
     print(f"worker kill -9 -> restarted worker acking: {flowing:.2f} s")
@@ -221,9 +206,9 @@ def test_dead_supervisor_host_work_moves_to_the_other(make_cluster, tmp_path) ->
     wait_for(lambda: worker_supervisors(c, tid) == [survivor_id] * 2, 20,
              "work moved to the survivor")
     moved = time.monotonic() - died_at
-    wait_for(lambda: len(current_heartbeats(c, tid)) == 2, 20, "both workers running")
+    wait_for(lambda: len(c.current_heartbeats(tid)) == 2, 20, "both workers running")
     ports = sorted(w["port"] for w in c.view.assignment(tid)["workers"])
-    wait_for(lambda: all(acked_by_worker(current_heartbeats(c, tid)).get(f"{HOST}:{p}", 0) > 10
+    wait_for(lambda: all(acked_by_worker(c.current_heartbeats(tid)).get(f"{HOST}:{p}", 0) > 10
                          for p in ports), 20, "both workers acking")
     flowing = time.monotonic() - died_at
     print(f"supervisor kill -9 -> reassigned {moved:.2f} s, acking {flowing:.2f} s")

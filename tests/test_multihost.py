@@ -45,7 +45,6 @@ from cluster_topologies import (
 )
 from polling import wait_for
 
-from cli.cluster_cmds import runs_version
 from cli.daemons import Daemon, toml_config
 from cluster.config import Config
 from cluster.zkserver import ZooKeeperServer
@@ -312,25 +311,12 @@ def submit(c: NetnsCluster, tmp_path: Path, kind: str, name: str, *conf: str) ->
     return c.cli_json("submit", path, "--wait", "--timeout", "40", *args)  # type: ignore[no-any-return]
 
 
-def heartbeats(c: NetnsCluster, tid: str) -> dict[str, dict[str, Any]]:
-    return c.view.worker_heartbeats(tid)
-
-
-def current_heartbeats(c: NetnsCluster, tid: str) -> dict[str, dict[str, Any]]:
-    """Heartbeats of the workers of the current assignment, running its version."""
-    a = c.view.assignment(tid) or {}
-    hbs = heartbeats(c, tid)
-    keys = [f"{w['host']}:{w['port']}" for w in a.get("workers", [])]
-    return {k: hbs[k] for k in keys
-            if k in hbs and runs_version(hbs[k].get("version"), a.get("version"))}
-
-
 def placed(c: NetnsCluster, tid: str) -> list[tuple[str, int]]:
     return sorted((w["host"], w["port"]) for w in (c.view.assignment(tid) or {}).get("workers", []))
 
 
 def total_acked(c: NetnsCluster, tid: str) -> int:
-    return spout_totals(heartbeats(c, tid).values(), "acked")
+    return spout_totals(c.heartbeats(tid).values(), "acked")
 
 
 # --- tests --------------------------------------------------------------------------------------
@@ -376,7 +362,7 @@ def test_exact_word_count_across_two_hosts_on_the_same_ports(cluster: NetnsClust
     # Each worker's heartbeat in ZooKeeper is its latest within a heartbeat period: wait for
     # one written after it has both received and sent (data or status) over the network.
     def with_traffic() -> dict[str, dict[str, Any]] | None:
-        hbs = heartbeats(c, tid)
+        hbs = c.heartbeats(tid)
         talked = all(hb["received_bytes"] > 0 and hb["sent_bytes"] > 0 for hb in hbs.values())
         return hbs if talked else None
 
@@ -400,7 +386,7 @@ def test_dead_host_loses_its_work_to_the_other(cluster: NetnsCluster, tmp_path: 
     h1, h2 = net.addresses["host1"], net.addresses["host2"]
     assert placed(c, tid) == [(h1, SLOTS[0]), (h2, SLOTS[0])]
     victim_key = f"{h2}:{SLOTS[0]}"
-    wait_for(lambda: acked_by_worker(heartbeats(c, tid)).get(victim_key, 0) > 20, 20,
+    wait_for(lambda: acked_by_worker(c.heartbeats(tid)).get(victim_key, 0) > 20, 20,
              "the worker on host2 acking")
     victim = c.hosts["host2"]
     victim_pids = set(net.pids("host2"))
@@ -414,12 +400,12 @@ def test_dead_host_loses_its_work_to_the_other(cluster: NetnsCluster, tmp_path: 
     wait_for(lambda: placed(c, tid) == [(h1, SLOTS[0]), (h1, SLOTS[1])], 20,
              "the work moved to host1")
     moved = time.monotonic() - died_at
-    wait_for(lambda: len(current_heartbeats(c, tid)) == 2 and all(
-        acked_by_worker(current_heartbeats(c, tid)).get(f"{h1}:{p}", 0) > 10 for p in SLOTS),
+    wait_for(lambda: len(c.current_heartbeats(tid)) == 2 and all(
+        acked_by_worker(c.current_heartbeats(tid)).get(f"{h1}:{p}", 0) > 10 for p in SLOTS),
         25, "both workers on host1 acking")
     flowing = time.monotonic() - died_at
     start = total_acked(c, tid)
     wait_for(lambda: total_acked(c, tid) >= start + 100, 15, "acked counts growing")
     print(f"host2 killed and cut off -> reassigned {moved:.2f} s, acking on host1 {flowing:.2f} s")
     assert all(net.namespace_of(hb["pid"]) == "host1"
-               for hb in current_heartbeats(c, tid).values())
+               for hb in c.current_heartbeats(tid).values())
