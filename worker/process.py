@@ -474,7 +474,7 @@ class Worker:
 
     def _check_overload(self, now: float) -> None:
         queued = sum(len(b.queue) for b in self.bolts)
-        backlog = sum(len(p.backlog) for p in self.transport._peers.values())
+        backlog = self.transport.backlog()
         overloaded = queued > self.high_watermark or backlog > 4 or bool(self.parked)
         if overloaded and not self.overloaded:
             over = True

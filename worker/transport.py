@@ -94,6 +94,10 @@ class Transport:
         except zmq.Again:
             return False
 
+    def backlog(self) -> int:
+        """Messages waiting for room in a peer's pipe (a sign of a slow peer)."""
+        return sum(len(peer.backlog) for peer in self._peers.values())
+
     def retry_backlogs(self) -> int:
         """Send what the peers' pipes now accept; return how many messages remain."""
         left = 0
