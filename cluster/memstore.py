@@ -52,6 +52,7 @@ class MemoryBackend:
     code: dict[str, bytes] = field(default_factory=dict)
     heartbeats: dict[str, dict[str, str]] = field(default_factory=dict)
     errors: dict[str, dict[str, deque[str]]] = field(default_factory=dict)
+    nonces: dict[str, float] = field(default_factory=dict)  # nonce -> when claimed
     candidates: list[_Candidate] = field(default_factory=list)
     clients: list[MemoryClusterState] = field(default_factory=list)
     sessions: itertools.count[int] = field(default_factory=itertools.count)
@@ -233,6 +234,20 @@ class MemoryClusterState(ClusterState):
             return {
                 c: [json.loads(e) for e in per_topology[c]] for c in wanted if c in per_topology
             }
+
+    # --- request nonces ------------------------------------------------------------------------
+
+    def claim_nonce(self, nonce: str, now: float, ttl: float) -> bool:
+        with self.backend.lock:
+            nonces = self.backend.nonces
+            if len(nonces) > 1000:
+                for old in [n for n, t in nonces.items() if now - t > ttl]:
+                    del nonces[old]
+            claimed = nonces.get(nonce)
+            if claimed is not None and now - claimed <= ttl:
+                return False
+            nonces[nonce] = now
+            return True
 
     # --- notification and lifetime ------------------------------------------------------------
 

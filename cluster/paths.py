@@ -11,6 +11,7 @@ Layout under the root:
     code/<topology-id>/manifest          JSON {"chunks", "size", "sha256"}, written last
     workerbeats/<topology-id>/<worker>   JSON heartbeat, worker = "host:port"
     errors/<topology-id>/<component>/e-<seq>   JSON error, the last MAX_ERRORS kept
+    nonces/<nonce>                       JSON {"time"}: signed requests already served
 
 Names given by users (topology ids, component ids) are percent-quoted so that a "/" in them
 cannot escape their directory.
@@ -112,6 +113,12 @@ class Paths:
     def error_node(self, topology_id: str, component: str) -> str:
         """Prefix for a new sequential error node."""
         return self._join("errors", encode(topology_id), encode(component), ERROR_PREFIX)
+
+    def nonces(self) -> str:
+        return self._join("nonces")
+
+    def nonce(self, nonce: str) -> str:
+        return self._join("nonces", encode(nonce))
 
     def watched(self) -> list[str]:
         """Directories whose changes `ClusterState.watch` callbacks hear about."""

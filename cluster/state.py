@@ -132,6 +132,16 @@ class ClusterState(ABC):
         """Topology ids that have heartbeats or errors but no topology record: written by a
         supervisor or worker that had not yet heard of a kill. Nimbus removes them."""
 
+    # --- request nonces ------------------------------------------------------------------------
+
+    @abstractmethod
+    def claim_nonce(self, nonce: str, now: float, ttl: float) -> bool:
+        """Record the nonce of a signed request: True the first time, False when it was
+        already claimed less than `ttl` seconds before (a replay), whichever nimbus claimed
+        it and across restarts. `now` is the caller's wall clock (the same clock every
+        claim of a nonce uses: the request's own timestamp bounds it); claims older than
+        `ttl` are forgotten."""
+
     # --- notification and lifetime ------------------------------------------------------------
 
     @abstractmethod

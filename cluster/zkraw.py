@@ -89,6 +89,20 @@ class RawZk:
 
         self.call(op)
 
+    def create(self, path: str, data: bytes) -> bool:
+        """Create a persistent node (and its parents); False if it exists already. A retry
+        after a lost reply may find our own node and answer False: callers that claim
+        something with it must tolerate a false refusal, never a false grant."""
+
+        def op() -> bool:
+            try:
+                self.client.create(path, data, acl=self.acl, makepath=True)
+                return True
+            except NodeExistsError:
+                return False
+
+        return self.call(op)
+
     def put_ephemeral(self, path: str, data: bytes) -> None:
         """Create or overwrite an ephemeral node owned by this session. A node left by an
         earlier session of the same daemon is replaced, not kept: it would vanish later."""

@@ -27,6 +27,7 @@ from cluster.zkraw import RawZk
 
 log = logging.getLogger(__name__)
 
+NONCE_PRUNE_EVERY = 256  # claims between two sweeps of expired nonces
 POLL_SECS = 1.0  # safety net: watches wake the thread at once, this catches anything missed
 
 
@@ -54,6 +55,7 @@ class ZkClusterState(ClusterState):
         self._candidate: Candidate | None = None
         self._closed = threading.Event()
         self._wake = threading.Event()
+        self._claims = 0
         self._zk.client.add_listener(self._on_state)
         try:
             self._zk.client.start(timeout=float(config["zookeeper.connect.timeout.secs"]))
@@ -272,6 +274,29 @@ class ZkClusterState(ClusterState):
             if values:
                 out[decode(comp_dir.rpartition("/")[2])] = values
         return out
+
+    # --- request nonces ------------------------------------------------------------------------
+
+    def claim_nonce(self, nonce: str, now: float, ttl: float) -> bool:
+        path = self.paths.nonce(nonce)
+        data = _dumps({"time": now})
+        self._claims += 1
+        if self._claims % NONCE_PRUNE_EVERY == 0:
+            self._prune_nonces(now, ttl)
+        if self._zk.create(path, data):
+            return True
+        old = _loads(self._zk.get(path))
+        if old is not None and now - float(old.get("time", now)) <= ttl:
+            return False
+        self._zk.put(path, data)  # an expired claim left by a sweep not yet run
+        return True
+
+    def _prune_nonces(self, now: float, ttl: float) -> None:
+        directory = self.paths.nonces()
+        for child in self._zk.children(directory):
+            old = _loads(self._zk.get(f"{directory}/{child}"))
+            if old is not None and now - float(old.get("time", now)) > ttl:
+                self._zk.delete(f"{directory}/{child}")
 
     # --- notification and lifetime ------------------------------------------------------------
 

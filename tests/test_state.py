@@ -207,6 +207,15 @@ def test_errors_keep_the_last_ten_oldest_first(state: ClusterState) -> None:
 # --- watch --------------------------------------------------------------------------------------
 
 
+def test_a_nonce_is_claimed_once_across_clients_until_it_expires(new_state: Factory) -> None:
+    first, second = new_state(), new_state()
+    assert first.claim_nonce("1700000000.ab", 1000.0, 300)
+    assert not first.claim_nonce("1700000000.ab", 1001.0, 300)
+    assert not second.claim_nonce("1700000000.ab", 1200.0, 300)  # another nimbus: a replay
+    assert second.claim_nonce("1700000000.cd", 1200.0, 300)
+    assert second.claim_nonce("1700000000.ab", 1301.0, 300)  # older than the ttl: forgotten
+
+
 def test_watch_hears_supervisors_topologies_and_assignments(new_state: Factory) -> None:
     watcher, writer = new_state(), new_state()
     calls = threading.Semaphore(0)
