@@ -352,11 +352,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(self._serve())
         except HttpError as e:
             self._answer_error(e)
-        except TimeoutError:
-            log.info("%s: %s sent its request too slowly: dropped", self.server.name,
-                     self.client_address[0])
-            self._unread = 0
-            self._answer_error(HttpError(408, "request not received in time"))
         except Exception as e:  # a handler failed: its server may know what it means
             error = self.server.translate(e)
             if error is None:
@@ -406,7 +401,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response_only(100)
             self.end_headers()
         self._reader.start_body(length)
-        data = self.rfile.read(length)
+        try:
+            data = self.rfile.read(length)
+        except TimeoutError:
+            log.info("%s: %s sent its request body too slowly: dropped", self.server.name,
+                     self.client_address[0])
+            raise HttpError(408, "request body not received in time") from None
+        except OSError as e:  # the client went away: the answer will not reach it either
+            raise HttpError(400, f"request body not received: {e}") from None
         if len(data) < length:
             raise HttpError(400, f"request body ended after {len(data)} of {length} bytes")
         return data

@@ -90,7 +90,7 @@ class NimbusClient:
         return self._request("GET", topology_path(name))
 
     def kill(self, name: str, wait: float | None = None) -> dict[str, Any]:
-        return self._action(name, "kill", {"wait": check_wait(wait, "kill: wait")})
+        return self._action(name, "kill", {"wait": check_wait(wait)})
 
     def activate(self, name: str) -> dict[str, Any]:
         return self._action(name, "activate", {})
@@ -102,9 +102,9 @@ class NimbusClient:
                   parallelism: Mapping[str, int] | None = None,
                   wait: float | None = None) -> dict[str, Any]:
         return self._action(name, "rebalance", {
-            "workers": check_workers(workers, "rebalance: workers"),
-            "parallelism": check_parallelism(parallelism, "rebalance: parallelism"),
-            "wait": check_wait(wait, "rebalance: wait")})
+            "workers": check_workers(workers),
+            "parallelism": check_parallelism(parallelism),
+            "wait": check_wait(wait)})
 
     def nimbus_info(self, endpoint: str | None = None) -> dict[str, Any]:
         """What one nimbus (the first reachable seed, or `endpoint`) says about itself."""

@@ -27,6 +27,7 @@ from cluster.config import Config
 from cluster.zkserver import free_port
 from nimbus.client import NimbusClient
 from nimbus.protocol import AUTH_HEADER, BadRequest, NimbusError, auth_header
+from topology import Spout, TopologyBuilder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -368,14 +369,14 @@ def test_non_finite_overrides_are_refused_at_submission(start_nimbus: Any,
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda c: c.kill("numbers", float("nan")), "kill: wait must be a number of seconds from 0 "
-                                                "to 86400, got nan"),
+    (lambda c: c.kill("numbers", float("nan")), "wait must be a number of seconds from 0 to "
+                                                "86400, got nan"),
     (lambda c: c.kill("numbers", float("inf")), "got inf"),
-    (lambda c: c.rebalance("numbers", wait=-1), "rebalance: wait must be"),
-    (lambda c: c.rebalance("numbers", 1_000_000), "rebalance: workers must be an integer from "
-                                                  "1 to 256, got 1000000"),
+    (lambda c: c.rebalance("numbers", wait=-1), "wait must be a number of seconds"),
+    (lambda c: c.rebalance("numbers", 1_000_000), "workers must be an integer from 1 to 256, "
+                                                  "got 1000000"),
     (lambda c: c.rebalance("numbers", parallelism={"double": 10**6}),
-     "rebalance: parallelism of 'double' must be an integer from 1 to 4096, got 1000000"),
+     "parallelism of 'double' must be an integer from 1 to 4096, got 1000000"),
     (lambda c: c.rebalance("numbers", parallelism={"double": 2.5}), "got 2.5"),
 ])
 def test_the_client_refuses_bad_numbers_before_sending(call: Any, message: str) -> None:
@@ -401,16 +402,38 @@ def test_huge_rebalances_are_refused_by_nimbus_and_the_cli(start_nimbus: Any, pa
     ]:
         status, reply = send(nimbus.endpoint, "POST", path, body)
         assert status == 400 and words in reply["error"], reply
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "rebalance", "numbers", "-n", "1000000",
-         "-c", f"nimbus.port={nimbus.nimbus.server.port}"],
-        cwd=ROOT, env={**os.environ, "SQUALL_CONF": ""}, capture_output=True, text=True,
-        timeout=60)
-    assert done.returncode == 1 and done.stderr.strip() == (
-        "squall rebalance: error: rebalance: workers must be an integer from 1 to 256, "
-        "got 1000000")
+    for args, line in [
+        (["rebalance", "numbers", "-n", "1000000"],
+         "squall rebalance: error: workers must be an integer from 1 to 256, got 1000000"),
+        (["kill", "numbers", "--wait", "nan"],
+         "squall kill: error: wait must be a number of seconds from 0 to 86400, got nan"),
+        (["rebalance", "numbers", "-n", "2", "--wait", "inf"],
+         "squall rebalance: error: wait must be a number of seconds from 0 to 86400, got inf"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", *args,
+             "-c", f"nimbus.port={nimbus.nimbus.server.port}"],
+            cwd=ROOT, env={**os.environ, "SQUALL_CONF": ""}, capture_output=True, text=True,
+            timeout=60)
+        assert done.returncode == 1 and done.stderr.strip() == line, done.stderr
     status = nimbus.client().status("numbers")
     assert status["status"] == "ACTIVE" and status["num_workers"] == 2
+
+
+class Wide(Spout):
+    outputs = [f"field_{i:06d}" for i in range(40_000)]  # ~640 KB of field names
+
+
+def test_a_topology_whose_record_would_be_too_big_is_refused(start_nimbus: Any) -> None:
+    nimbus = start_nimbus()
+    nimbus.wait_leading()
+    builder = TopologyBuilder("wide")
+    builder.set_spout("wide", Wide())
+    package = cloudpickle.dumps({"topology": builder.build(), "overrides": {}})
+    with pytest.raises(BadRequest, match=r"topology 'wide': its record would take \d+ bytes, "
+                                         r"over the 262144 allowed"):
+        nimbus.client().submit(package)
+    assert nimbus.client().list() == []
 
 
 # --- item 7: names ------------------------------------------------------------------------------
