@@ -85,6 +85,36 @@ def test_reregistering_from_a_new_client_takes_over(new_state: Factory) -> None:
     assert observer.supervisors() == {"sup-1": {"gen": 2}}
 
 
+def test_supervisor_heartbeats_outlive_the_session(new_state: Factory) -> None:
+    observer, daemon = new_state(), new_state()
+    daemon.supervisor_heartbeat("sup-1", {"host": "h1", "seq": 1})
+    daemon.supervisor_heartbeat("sup-1", {"host": "h1", "seq": 2})
+    daemon.supervisor_heartbeat("sup/2", {"host": "h2", "seq": 1})
+    daemon.close()  # a restart: the heartbeat record stays for nimbus to judge
+    assert observer.supervisor_heartbeats() == {"sup-1": {"host": "h1", "seq": 2},
+                                                "sup/2": {"host": "h2", "seq": 1}}
+    observer.remove_supervisor_heartbeat("sup-1")
+    observer.remove_supervisor_heartbeat("sup-1")  # idempotent
+    assert list(observer.supervisor_heartbeats()) == ["sup/2"]
+
+
+def test_a_record_over_the_size_limit_is_refused_at_once(state: ClusterState) -> None:
+    from cluster.paths import MAX_VALUE_BYTES
+    from cluster.state import RecordError
+
+    huge = {"tasks": "x" * MAX_VALUE_BYTES}
+    started = time.monotonic()
+    for write in (lambda: state.set_assignment("big", huge),
+                  lambda: state.set_topology("big", huge),
+                  lambda: state.worker_heartbeat("big", "h:1", huge),
+                  lambda: state.supervisor_heartbeat("big", huge)):
+        with pytest.raises(RecordError, match="bytes"):
+            write()
+    assert time.monotonic() - started < 5  # refused, not retried until a deadline
+    state.set_assignment("small", {"tasks": "x" * 1000})  # the store still works
+    assert state.assignment("big") is None and state.assignment("small") is not None
+
+
 def test_leader_election_hands_over(new_state: Factory) -> None:
     events: list[str] = []
     first, second, observer = new_state(), new_state(), new_state()
@@ -303,8 +333,83 @@ def test_secret_protects_nodes_with_acls(zookeeper: ZooKeeperServer, zk_config: 
             intruder.stop()
             intruder.close()
         wrong = config.with_overrides({"cluster.secret": "wrong"})
-        with ZkClusterState(wrong) as other, pytest.raises(StateError, match="NoAuth"):
-            other.topology("t")
+        with pytest.raises(StateError, match="not open to the cluster secret"):
+            ZkClusterState(wrong)  # a daemon with another secret refuses to start
+
+
+def open_tree(zookeeper: ZooKeeperServer, root: str) -> KazooClient:
+    """A client without credentials that made `root` first, with open ACLs, and wrote a
+    topology record, an assignment and code under it, as a stranger could."""
+    stranger = KazooClient(hosts=zookeeper.connect_string)
+    stranger.start(timeout=10)
+    paths = Paths(root)
+    stranger.create(paths.topology("evil-1"), b'{"id": "evil-1"}', makepath=True)
+    stranger.create(paths.assignment("evil-1"), b'{"topology_id": "evil-1"}', makepath=True)
+    stranger.create(paths.code_manifest("evil-1"), b"{}", makepath=True)
+    return stranger
+
+
+def test_a_daemon_protects_a_tree_that_was_created_open(zookeeper: ZooKeeperServer,
+                                                         zk_config: Config) -> None:
+    root = zk_config["zookeeper.root"]
+    stranger = open_tree(zookeeper, root)
+    try:
+        config = zk_config.with_overrides({"cluster.secret": "s3cret"})
+        with ZkClusterState(config) as s:  # what every daemon opens at start
+            own = s.client
+            for path in (root, Paths(root).topologies(), Paths(root).topology("evil-1"),
+                         Paths(root).code_manifest("evil-1")):
+                acls, _ = own.get_acls(path)
+                assert [(a.id.scheme, a.id.id.split(":")[0], a.perms) for a in acls] == \
+                    [("digest", "squall", 31)], path
+            for write in (lambda: stranger.set(Paths(root).topology("evil-1"), b"{}"),
+                          lambda: stranger.create(Paths(root).topology("evil-2"), b"{}"),
+                          lambda: stranger.get(Paths(root).assignment("evil-1"))):
+                with pytest.raises(NoAuthError):
+                    write()
+    finally:
+        stranger.stop()
+        stranger.close()
+
+
+def test_a_node_the_secret_cannot_open_makes_the_daemon_refuse_to_start(
+        zookeeper: ZooKeeperServer, zk_config: Config) -> None:
+    from kazoo.security import make_digest_acl
+
+    root = zk_config["zookeeper.root"]
+    # evil's own nodes, and (to clean up what the daemon protected meanwhile) the cluster's
+    other = KazooClient(hosts=zookeeper.connect_string,
+                        auth_data=[("digest", "evil:pw"), ("digest", "squall:s3cret")])
+    other.start(timeout=10)
+    locked = [make_digest_acl("evil", "pw", all=True)]
+    config = zk_config.with_overrides({"cluster.secret": "s3cret"})
+    try:
+        other.ensure_path(f"{root}/topologies")  # open
+        other.create(f"{root}/topologies/locked", b"{}", acl=locked)  # nobody else's
+        with pytest.raises(StateError) as e:
+            ZkClusterState(config)
+        assert f"{root}/topologies/locked is not open to the cluster secret" in str(e.value)
+        assert "s3cret" not in str(e.value)
+        other.delete(f"{root}/topologies/locked")
+        other.delete(f"{root}/topologies")
+        other.set_acls(root, locked)  # the root itself
+        with pytest.raises(StateError, match=f"{root} is not open to the cluster secret"):
+            ZkClusterState(config)
+    finally:
+        other.delete(root, recursive=True)
+        other.stop()
+        other.close()
+
+
+def test_the_secret_never_reaches_a_log(zk_config: Config,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    secret = "very-secret-value-9f2c"
+    with caplog.at_level(1):  # below DEBUG: kazoo's BLATHER too
+        with ZkClusterState(zk_config.with_overrides({"cluster.secret": secret})) as s:
+            s.set_topology("t", {"a": 1})
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Auth(" in text  # kazoo did log its auth packet
+    assert secret not in text
 
 
 def expire_session(zookeeper: ZooKeeperServer, client: KazooClient) -> None:
@@ -342,3 +447,20 @@ def test_zookeeper_restart_keeps_state_and_registrations(zookeeper: ZooKeeperSer
             wait_for(lambda: observer.supervisors() == {"sup-1": {"host": "h"}})
             assert observer.topology("t") == {"status": "active"}
             assert observer.assignment("t") == {"a": 1}
+
+
+def test_records_that_are_not_objects_are_skipped_not_fatal(zk_config: Config) -> None:
+    with ZkClusterState(zk_config) as s:
+        s.set_assignment("good", {"topology_id": "good"})
+        s.set_topology("good", {"id": "good"})
+        paths = s.paths
+        for path, data in ((paths.assignment("list-1"), b"[1, 2]"),
+                           (paths.assignment("junk-1"), b"{not json"),
+                           (paths.topology("junk-1"), b"\xff\xfe"),
+                           (paths.heartbeat("good", "h:1"), b"null"),
+                           (paths.supervisor_heartbeat("s"), b"7")):
+            s.client.create(path, data, makepath=True)
+        assert s.assignments() == {"good": {"topology_id": "good"}}
+        assert s.topologies() == {"good": {"id": "good"}}
+        assert s.assignment("junk-1") is None and s.topology("junk-1") is None
+        assert s.worker_heartbeats("good") == {} and s.supervisor_heartbeats() == {}
