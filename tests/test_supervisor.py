@@ -26,7 +26,8 @@ from cluster.config import Config
 from cluster.state import ClusterState
 from cluster.zkstore import ZkClusterState
 from examples.word_count import topology as word_count
-from nimbus.assignment import Assignment
+from cluster.assignment import Assignment
+from cluster.codesign import sign_code
 from supervisor.classify import LocalWorker, WorkerWant, classify
 from supervisor.daemon import Supervisor, supervisor_home
 from supervisor.procs import WorkerRecords, find_live
@@ -124,7 +125,8 @@ def submit_code(state: ClusterState, config: Config) -> list[list[int]]:
         "topology.message.timeout.secs": 5,
         "cluster.secret": config["cluster.secret"],
     }).with_overrides(word_count.config).to_dict()
-    state.put_code(TOPOLOGY_ID, cloudpickle.dumps({"topology": word_count, "conf": conf}))
+    state.put_code(TOPOLOGY_ID, sign_code(cloudpickle.dumps({"topology": word_count, "conf": conf}),
+                                          config["cluster.secret"]))
     state.set_topology(TOPOLOGY_ID, {"status": "ACTIVE", "code_version": "1"})
     return distribute_tasks(word_count.component_tasks(conf), 2)
 
@@ -132,7 +134,8 @@ def submit_code(state: ClusterState, config: Config) -> list[list[int]]:
 def assign(state: ClusterState, sup_id: str, version: int, workers: dict[int, list[int]]) -> None:
     a = Assignment(TOPOLOGY_ID, {(sup_id, port): tasks for port, tasks in workers.items()},
                    {sup_id: HOST}).to_dict()
-    state.set_assignment(TOPOLOGY_ID, {**a, "version": version, "code_version": "1"})
+    state.set_assignment(TOPOLOGY_ID, {**a, "version": version, "code_version": "1",
+                                       "active": True})
 
 
 def spout_acked(hb: dict[str, Any]) -> int:
@@ -172,20 +175,27 @@ def alive(pid: int) -> bool:
 def test_wanted_ports_takes_my_slots_with_the_whole_topology_for_routing() -> None:
     a = Assignment("t", {("me", 1): [1, 3], ("me", 2): [2], ("other", 1): [4]},
                    {"me": "h1", "other": "h2"}).to_dict()
-    wants = wanted_ports("me", [1, 2], {"t": {**a, "version": 7, "code_version": "c9"}},
-                         {"t": "INACTIVE"})
+    stored = {**a, "version": 7, "code_version": "c9", "active": False}
+    wants = wanted_ports("me", [1, 2], {"t": stored})
     assert sorted(wants) == [1, 2]
     assert wants[1].work == WorkerWant("t", (1, 3), 7, "c9")
-    assert wants[1].version == "7-c9-INACTIVE"
+    assert wants[1].version == {"assignment": 7, "code": "c9"}  # separate fields
     assert wants[1].message == {"type": "assignment", "assignment": {
-        "version": "7-c9-INACTIVE", "topology_id": "t", "active": False,
+        "version": {"assignment": 7, "code": "c9"}, "topology_id": "t", "active": False,
         "tasks": {"1": ["h1", 1], "2": ["h1", 2], "3": ["h1", 1], "4": ["h2", 1]}}}
-    assert wanted_ports("me", [2], {"t": {**a, "version": 7}}, {})[2].work.tasks == (2,)
+    assert wants[1].message["assignment"]["active"] is False
+    assert wanted_ports("me", [1], {"t": {**stored, "active": True}})[1].message[
+        "assignment"]["active"] is True
+    assert wanted_ports("me", [2], {"t": {**a, "version": 7}})[2].work.tasks == (2,)
 
 
-def test_wanted_ports_skips_malformed_assignments() -> None:
-    assert wanted_ports("me", [1], {"t": {"topology_id": "t", "workers": [{"port": 1}]}},
-                        {}) == {}
+def test_wanted_ports_skips_malformed_assignments_and_says_why() -> None:
+    good = {**Assignment("u", {("me", 2): [1]}, {"me": "h"}).to_dict(), "version": 1}
+    problems: dict[str, str] = {}
+    wants = wanted_ports("me", [1, 2], {"t": {"topology_id": "t", "workers": [{"port": 1}]},
+                                        "s": ["not", "an", "object"], "u": good}, problems)
+    assert sorted(wants) == [2] and wants[2].topology_id == "u"
+    assert sorted(problems) == ["s", "t"] and "malformed" in problems["t"]
 
 
 def test_classify_restarts_a_worker_running_old_code() -> None:
@@ -217,7 +227,7 @@ def test_runs_restarts_and_stops_workers_as_assigned(
         wait_for(partial(flowing, state, port, pids[port]), what=f"acks on {port}")
         acked = spout_acked(heartbeat(state, port))
         wait_for(partial(flowing, state, port, pids[port], acked), what="acks growing")
-    assert heartbeat(state, a)["version"] == "1-1-ACTIVE"
+    assert heartbeat(state, a)["version"] == {"assignment": 1, "code": "1"}
     assert sorted(WorkerRecords(str(sup.home / "workers")).load_all()) == sorted([a, b])
 
     # kill -9: restarted at once, and the new worker's tuples are acked again.
@@ -236,7 +246,8 @@ def test_runs_restarts_and_stops_workers_as_assigned(
     assign(state, sup.id, 2, {a: first, c: second})
     wait_for(lambda: sorted(sup.worker_pids()) == sorted([a, c]), what="b stopped, c started")
     wait_for(lambda: not alive(pids[b]), timeout=5, what="b's process gone")
-    wait_for(lambda: heartbeat(state, a).get("version") == "2-1-ACTIVE", what="a updated")
+    wait_for(lambda: heartbeat(state, a).get("version") == {"assignment": 2, "code": "1"},
+             what="a updated")
     assert sup.worker_pids()[a] == pids[a]
     wait_for(lambda: flowing(state, c, sup.worker_pids()[c]), what="acks on c")
 
