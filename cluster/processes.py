@@ -25,7 +25,11 @@ def stop_processes(procs: Iterable[psutil.Process | subprocess.Popen], timeout: 
     and wait for them too; children of ours are reaped. Returns the pids that needed SIGKILL.
     `who` names them in the warning about those ("worker", "zookeeper", ...)."""
     handles: list[tuple[psutil.Process, subprocess.Popen | None]] = []
+    seen: set[int] = set()
     for p in procs:
+        if p.pid in seen:
+            continue
+        seen.add(p.pid)
         popen = p if isinstance(p, subprocess.Popen) else None
         if popen is not None and popen.poll() is not None:
             continue  # already exited and reaped

@@ -46,7 +46,7 @@ from cluster.state import ClusterState, open_state
 from supervisor.control import DumpRequests, Waker
 from supervisor.procs import WorkerRecords
 from supervisor.sync import StateSync
-from supervisor.wants import PortWant
+from supervisor.wants import PortWant, answer
 from supervisor.workers import Launch, Timeouts, WorkerSet
 from topology.errors import SquallError
 from worker.control import ControlServer
@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 DEV_SECRET = "squall-insecure-development-secret"
 POLL_SECS = 0.2  # how often worker processes are checked: a dead one is restarted this fast
 CONTROL_PATH_MAX = 100  # longest ipc socket path we use (the OS limit is about 107)
-SUPERVISED = {"type": "supervised"}
 
 
 class SupervisorError(SquallError):
@@ -317,15 +316,11 @@ class Supervisor:
                 self._sync.offer_errors(record.topology_id, list(message["errors"]))
             return
         running.last_heartbeat = now
-        want = wanted.get(record.port) if wanted is not None else None
-        if want is None:
-            if wanted is None:  # assignments not read yet (just restarted): vouch for it
-                self._server.send(worker, SUPERVISED)
-        elif (want.topology_id == record.topology_id and want.work.tasks == record.tasks
-              and want.code_version == record.code_version):
-            reply = want.message if message.get("version") != want.version else SUPERVISED
+        reply = answer(wanted.get(record.port) if wanted is not None else None,
+                       wanted is not None, record.topology_id, record.tasks,
+                       record.code_version, message.get("version"))
+        if reply is not None:
             self._server.send(worker, reply)
-        # else: unwanted, about to be stopped; no word for it (its spouts pause)
         self._sync.offer_heartbeat(record.topology_id, f"{self.host}:{record.port}", message)
 
     # --- shutdown ------------------------------------------------------------------------------

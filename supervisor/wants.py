@@ -2,7 +2,8 @@
 
 `wanted_ports` turns the cluster's assignments into one `PortWant` per slot of this
 supervisor: what `classify` compares the running workers with, and the assignment message
-the supervisor sends to the worker on that port. Everything a worker runs by is in the stored
+the supervisor sends to the worker on that port; `answer` is what the supervisor says to a
+worker's heartbeat. Everything a worker runs by is in the stored
 assignment (its tasks, where every task runs, `active`, the code version), and nimbus bumps
 the assignment's version whenever any of it changes: the supervisor reads nothing else.
 """
@@ -15,6 +16,8 @@ from typing import Any
 
 from cluster.assignment import Assignment, SchedulerError, worker_version
 from supervisor.classify import WorkerWant
+
+SUPERVISED: dict[str, Any] = {"type": "supervised"}
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,24 @@ def wanted_ports(
         if notes:
             problems[topology_id] = "; ".join(notes)
     return out
+
+
+def answer(want: PortWant | None, assignments_read: bool, topology_id: str,
+           tasks: tuple[int, ...], code_version: str, reported: Any) -> dict[str, Any] | None:
+    """The supervisor's answer to a heartbeat of the worker it runs on a port (that worker
+    runs `topology_id`'s `tasks` with `code_version` and reports version `reported`):
+
+    - its assignment, when the port wants what it runs and it reports an older version;
+    - `{"type": "supervised"}` when it runs what is wanted, or when the assignments have not
+      been read yet (a supervisor just restarted vouches for what it adopted);
+    - nothing (None) for a worker that is no longer wanted: it is about to be stopped, and
+      without an answer its spouts pause, since its work may already run elsewhere.
+
+    Every worker that keeps its work thus hears from its supervisor at each heartbeat.
+    """
+    if want is None:
+        return None if assignments_read else SUPERVISED
+    if (want.topology_id, want.work.tasks, want.code_version) != (topology_id, tasks,
+                                                                  code_version):
+        return None
+    return want.message if reported != want.version else SUPERVISED
