@@ -89,14 +89,14 @@ class Nimbus:
 
     def start(self) -> None:
         """Open the state, bind the API and enter the election. Raises SquallError."""
-        from nimbus.api import ApiServer  # the server imports this module's types
-
         if self.api:
             require_secret_off_loopback(self.config, "nimbus.host", f"nimbus {self.id}")
         session = {"zookeeper.session.timeout.secs": self.config["nimbus.session.timeout.secs"]}
         self.state = self._state_factory(self.config.with_overrides(session))
         try:
             if self.api:
+                from nimbus.api import ApiServer  # the server imports this module's types
+
                 self.server = ApiServer(self, self.config)
                 self.server.start()
                 self.state.register_nimbus(self.id, {

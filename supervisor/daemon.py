@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 DEV_SECRET = "squall-insecure-development-secret"
 POLL_SECS = 0.2  # how often worker processes are checked: a dead one is restarted this fast
+REAP_SECS = 0.02  # how often a worker being stopped is looked at: its port is free this soon
 CONTROL_PATH_MAX = 100  # longest ipc socket path we use (the OS limit is about 107)
 
 
@@ -187,12 +188,12 @@ class Supervisor:
                     next_beat = now + self.beat_every
                     self._sync.offer_beat(self._beat())
                 if now >= next_check or generation != self._generation:
-                    next_check = now + POLL_SECS
                     self._generation = generation
                     self.workers.reap_stopping(now)
                     if wanted is not None:  # not read yet: change nothing, above all kill nothing
                         self.workers.check(wanted, now)
                         self._checked = generation
+                    next_check = now + (REAP_SECS if self.workers.stopping else POLL_SECS)
         finally:
             self._shutdown()
 

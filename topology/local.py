@@ -65,6 +65,7 @@ class LocalCluster:
         self.supervisor_id = f"local-{os.getpid()}"
         self._lock = threading.RLock()
         self._ports: dict[str, list[int]] = {}  # topology id -> the ports offered for it
+        self._ids: dict[str, str] = {}  # name -> id of the topologies submitted here
         self._closed = False
         self._supervisor = Supervisor(
             internal, kill_workers=True, state_factory=lambda _c: MemoryClusterState(backend),
@@ -124,6 +125,7 @@ class LocalCluster:
             except BadRequest as e:
                 raise TopologyError(str(e)) from None
             tid = str(reply["id"])
+            self._ids[topology.name] = tid
             meta = self.state.topology(tid) or {}
             # The topology's own slots, then the round that assigns them.
             self._ports[tid] = free_ports(demand(meta).target_workers(), HOST)
@@ -147,6 +149,8 @@ class LocalCluster:
                    f"the workers of {name!r} to stop")
         with self._lock:
             self._ports.pop(tid, None)
+            if self._ids.get(name) == tid:
+                del self._ids[name]
             self._offer_ports()
         log.info("local cluster: killed %s", tid)
 
@@ -234,7 +238,11 @@ class LocalCluster:
             raise SquallError("this LocalCluster has been shut down")
 
     def _find(self, name: str) -> dict[str, Any] | None:
-        for meta in self.state.topologies().values():
+        tid = self._ids.get(name)
+        meta = self.state.topology(tid) if tid is not None else None
+        if meta is not None:
+            return meta
+        for meta in self.state.topologies().values():  # e.g. removed and resubmitted
             if meta.get("name") == name:
                 return meta
         return None
