@@ -45,7 +45,8 @@ def stop_processes(procs: Iterable[psutil.Process | subprocess.Popen], timeout: 
         handles.append((proc, popen))
     _, lingering = psutil.wait_procs([h for h, _ in handles], timeout=max(0.0, timeout))
     for proc in lingering:
-        log.warning("%s %d ignored SIGTERM for %g s; killing it", who, proc.pid, timeout)
+        if timeout > 0:
+            log.warning("%s %d ignored SIGTERM for %g s; killing it", who, proc.pid, timeout)
         try:
             proc.kill()
         except psutil.Error:

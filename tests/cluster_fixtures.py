@@ -118,18 +118,19 @@ class ProcessCluster:
         self.supervisor_slots[d.pid] = ports
         return d
 
-    def start(self, nimbuses: int = 1, supervisors: int = 2, timeout: float = 30.0) -> None:
+    def start(self, nimbuses: int = 1, supervisors: int = 2, timeout: float = 30.0,
+              kill_workers: bool = True) -> None:
         """Start the daemons and wait until a leader is elected and all supervisors register."""
         for _ in range(nimbuses):
             self.start_nimbus()
         for _ in range(supervisors):
-            self.start_supervisor()
+            self.start_supervisor(None, kill_workers)
         self.wait_registered(timeout)
 
     def wait_registered(self, timeout: float = 30.0) -> None:
         def ready() -> bool:
-            for d in self.nimbuses + self.supervisors:
-                assert d.alive() or d.popen.returncode == -signal.SIGKILL, \
+            for d in self.nimbuses + self.supervisors:  # alive, or stopped on purpose
+                assert d.alive() or d.popen.returncode in (0, -signal.SIGKILL), \
                     f"{d.name} exited with {d.popen.returncode}:\n{d.log_tail()}"
             live_sups = sum(d.alive() for d in self.supervisors)
             return (len(self.view.supervisors()) == live_sups and

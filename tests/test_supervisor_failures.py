@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 from cluster_fixtures import ProcessCluster, wait_for
-from cluster_topologies import acked_by_worker, spout_totals, write_topology_file
+from cluster_topologies import acked_by_worker, spout_runs, spout_totals, write_topology_file
 
 from cluster.zkserver import ZooKeeperServer
 from worker.launcher import free_ports
@@ -164,50 +164,6 @@ def test_a_zookeeper_outage_longer_than_the_timeouts_restarts_nothing(
 
 # --- item 8: what orphaned workers do (the worker's side lands with the worker rework) -----------
 
-ORPHAN_TOPOLOGY = '''
-import os, time
-from topology import Bolt, Spout, TopologyBuilder
-
-
-class Ticker(Spout):
-    """Appends the time to spout-{task}-{pid}.log at every emit: where each task ran, when."""
-
-    outputs = ["n"]
-
-    def open(self, conf, context):
-        self.path = os.path.join(conf["topology.orphan.dir"],
-                                 f"spout-{context.task_id}-{os.getpid()}.log")
-        self.n = 0
-
-    def next_tuple(self):
-        time.sleep(0.02)
-        self.n += 1
-        with open(self.path, "a") as f:
-            f.write(f"{time.time()}\\n")
-        self.emit([self.n], msg_id=self.n)
-
-
-class Sink(Bolt):
-    def process(self, tup):
-        pass
-
-
-b = TopologyBuilder("orphans")
-b.set_spout("ticker", Ticker, parallelism=2)
-b.set_bolt("sink", Sink, parallelism=2).shuffle_grouping("ticker")
-topology = b.build(config={"topology.workers": 2})
-'''
-
-
-def spout_runs(directory: Path) -> dict[tuple[int, int], list[float]]:
-    """(spout task, pid) -> the times it emitted."""
-    out = {}
-    for path in directory.glob("spout-*.log"):
-        _, task, pid = path.stem.split("-")
-        out[(int(task), int(pid))] = [float(t) for t in path.read_text().split()]
-    return out
-
-
 @pytest.mark.xfail(strict=False, reason="needs the worker side of item 8")
 @pytest.mark.timeout(120)
 def test_orphaned_workers_pause_their_spouts_then_exit(make_cluster, tmp_path) -> None:
@@ -216,10 +172,7 @@ def test_orphaned_workers_pause_their_spouts_then_exit(make_cluster, tmp_path) -
     c.wait_registered()
     out = tmp_path / "runs"
     out.mkdir()
-    (tmp_path / "orphans.py").write_text(ORPHAN_TOPOLOGY)
-    st = c.cli_json("submit", str(tmp_path / "orphans.py"), "--wait", "--timeout", "60",
-                    "-c", f"topology.orphan.dir={out}")
-    tid = st["id"]
+    tid = submit(c, tmp_path, "wc-orphans", f"topology.wc.progress.dir={out}")["id"]
     victim_id = c.supervisor_id(victim)
     (orphan_pid,) = c.worker_pids(victim).values()
     wait_for(lambda: any(pid == orphan_pid for _, pid in spout_runs(out)), 20,
