@@ -81,15 +81,18 @@ class Supervisor:
 
     The keyword-only arguments are for `LocalCluster`, which runs one in process: its own
     `home`, `supervisor_id` and `hostname` (shown by the dashboard), slots given later
-    (`set_slots`), and workers that exit with this process (`parent_pid`) and import the
-    caller's modules (`worker_sys_path`).
+    (`set_slots`), workers that exit with this process (`parent_pid`) and import the
+    caller's modules (`worker_sys_path`), and every worker heartbeat written as it comes
+    (`upload_every=0`; a cluster writes one per worker per `worker.heartbeat.frequency.secs`
+    at most, whatever rate a topology gives its workers, to spare ZooKeeper).
     """
 
     def __init__(self, config: Mapping[str, Any], kill_workers: bool = False,
                  state_factory: Callable[[Mapping[str, Any]], ClusterState] = open_state, *,
                  home: str | None = None, supervisor_id: str | None = None,
                  slots: Sequence[int] | None = None, parent_pid: int | None = None,
-                 worker_sys_path: Sequence[str] = (), hostname: str | None = None) -> None:
+                 worker_sys_path: Sequence[str] = (), hostname: str | None = None,
+                 upload_every: float | None = None) -> None:
         self.config = config
         self.host: str = config["supervisor.host"]
         self.slots: list[int] = list(config["supervisor.slots.ports"] if slots is None
@@ -106,6 +109,8 @@ class Supervisor:
         self._parent_pid = parent_pid
         self._sys_path = list(worker_sys_path)
         self.hostname = hostname or socket.gethostname()
+        self.upload_every = (float(config["worker.heartbeat.frequency.secs"])
+                             if upload_every is None else upload_every)
         self.id = ""
         self.started = time.time()
         self.workers = WorkerSet("", WorkerRecords(str(self.home / "workers")), Timeouts(
@@ -145,7 +150,7 @@ class Supervisor:
             self._state.supervisor_heartbeat(self.id, self._beat())
             self._sync = StateSync(self._state, self.id, self.slots, str(self.home / "code"),
                                    float(self.config["supervisor.monitor.freq.secs"]),
-                                   float(self.config["worker.heartbeat.frequency.secs"]),
+                                   self.upload_every,
                                    self.config["cluster.secret"], self._waker.wake)
             self._sync.start()
         except BaseException:

@@ -70,7 +70,7 @@ class LocalCluster:
         self._supervisor = Supervisor(
             internal, kill_workers=True, state_factory=lambda _c: MemoryClusterState(backend),
             home=self.dir, supervisor_id=self.supervisor_id, slots=[],
-            parent_pid=os.getpid(), worker_sys_path=sys.path, hostname=HOST)
+            parent_pid=os.getpid(), worker_sys_path=sys.path, hostname=HOST, upload_every=0)
         self._nimbus = Nimbus(internal, state_factory=lambda _c: MemoryClusterState(backend),
                               api=False)
         self._threads: list[threading.Thread] = []
