@@ -148,7 +148,7 @@ def test_a_zookeeper_outage_longer_than_the_timeouts_restarts_nothing(
     try:
         # Longer than nimbus.worker.timeout (2), nimbus.supervisor.timeout (2) and the
         # sessions' timeouts (2, 4): everyone is cut off from everyone for that long.
-        holds_for(8, lambda: None)
+        holds_for(5, lambda: None)
     finally:
         zookeeper.start()
     wait_acking(c, tid, timeout=40)
@@ -157,7 +157,7 @@ def test_a_zookeeper_outage_longer_than_the_timeouts_restarts_nothing(
         assert c.worker_pids() == pids, "a worker was restarted"
         assert c.view.assignment(tid)["version"] == version, "nimbus reassigned work"
 
-    holds_for(6, nothing_moved)
+    holds_for(4, nothing_moved)  # twice the liveness timeouts, from when acks flow again
     assert all(d.alive() for d in c.nimbuses + c.supervisors)
     assert "taking it for lost" not in c.nimbuses[0].log_tail(400)
 
@@ -187,7 +187,7 @@ def test_orphaned_workers_pause_their_spouts_then_exit(make_cluster, tmp_path) -
     moved_at = time.time()
     wait_for(lambda: any(t == task and pid != orphan_pid for t, pid in spout_runs(out)), 30,
              "the spout task running elsewhere")
-    wait_for(lambda: not alive(orphan_pid), 20, "the orphan exiting")
+    wait_for(lambda: not alive(orphan_pid), 12, "the orphan exiting")  # orphan timeout 6 s
     exited_at = time.time()
 
     runs = spout_runs(out)
