@@ -15,7 +15,8 @@ logs and the control socket. Workers outlive the supervisor, and a restarted sup
 them over (same pids), so restarting a supervisor never interrupts or duplicates a worker.
 
 Every heartbeat of a worker we run is answered: with its assignment when the worker runs an
-older version, else with `{"type": "supervised"}`. A worker that stops hearing from its
+older version, else with `{"type": "supervised"}`, which every worker that keeps its work
+also gets unasked once per supervisor heartbeat. A worker that stops hearing from its
 supervisor (stopped, killed, its host lost) pauses its spouts after half of
 `nimbus.supervisor.timeout.secs`, when nimbus may start moving its work, and exits after
 `worker.orphan.timeout.secs` unless a (restarted) supervisor adopts it first; so the same spout
@@ -46,7 +47,7 @@ from cluster.state import ClusterState, open_state
 from supervisor.control import DumpRequests, Waker
 from supervisor.procs import WorkerRecords
 from supervisor.sync import StateSync
-from supervisor.wants import PortWant, answer
+from supervisor.wants import SUPERVISED, PortWant, answer
 from supervisor.workers import Launch, Timeouts, WorkerSet
 from topology.errors import SquallError
 from worker.control import ControlServer
@@ -192,6 +193,7 @@ class Supervisor:
                 if now >= next_beat:
                     next_beat = now + self.beat_every
                     self._sync.offer_beat(self._beat())
+                    self._vouch(wanted)
                 if now >= next_check or generation != self._generation:
                     self._generation = generation
                     self.workers.reap_stopping(now)
@@ -328,6 +330,17 @@ class Supervisor:
         if reply is not None:
             self._server.send(worker, reply)
         self._sync.offer_heartbeat(record.topology_id, f"{self.host}:{record.port}", message)
+
+    def _vouch(self, wanted: dict[int, PortWant] | None) -> None:
+        """Say "supervised" to every worker that keeps its work, unasked, once a beat: a
+        worker's silence timer then does not depend on how often it heartbeats itself."""
+        assert self._server is not None
+        for port, running in self.workers.running.items():
+            r = running.proc.record
+            want = wanted.get(port) if wanted is not None else None
+            if answer(want, wanted is not None, r.topology_id, r.tasks, r.code_version,
+                      want.version if want is not None else None) == SUPERVISED:
+                self._server.send(f"{self.host}:{port}", SUPERVISED)
 
     # --- shutdown ------------------------------------------------------------------------------
 

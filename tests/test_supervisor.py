@@ -416,3 +416,26 @@ def test_a_supervisor_without_slots_refuses_to_start(config: Config, tmp_path: P
     assert lines[0].startswith("squall supervisor: error: ") and \
         "supervisor.slots.ports" in lines[0]
     assert not list(tmp_path.iterdir())  # nothing made on the way
+
+
+def test_a_worker_hears_from_its_supervisor_unasked(
+    config: Config, state: ClusterState, supervisors: Callable[[Config], Running]
+) -> None:
+    from worker.control import ControlClient
+    from worker.wire import secret_key
+
+    config = config.with_overrides({"supervisor.heartbeat.frequency.secs": 0.1})
+    sup = supervisors(config).supervisor
+    a = config["supervisor.slots.ports"][0]
+    first, second = submit_code(state, config)
+    assign(state, sup.id, 1, {a: sorted(first + second)})
+    pid = wait_for(lambda: sup.worker_pids().get(a), what="a worker")
+    wait_for(partial(flowing, state, a, pid), what="acks")
+    # Take over the worker's end of the control channel (same identity) and say nothing.
+    spy = ControlClient(sup.control_endpoint, secret_key(config["cluster.secret"]), HOST, a)
+    try:
+        heard = wait_for(lambda: [m for m in spy.receive() if m.get("type") == "supervised"],
+                         10, "a word from the supervisor without a heartbeat")
+    finally:
+        spy.close()
+    assert heard[0] == {"type": "supervised"}
