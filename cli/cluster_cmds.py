@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cli.main import seconds
 from cluster.assignment import runs_version
 from topology.errors import SquallError
 
@@ -30,7 +31,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="topology name (default: the topology's)")
     p.add_argument("--wait", action="store_true",
                    help="wait until every worker runs the assignment")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    p.add_argument("--timeout", type=seconds, default=60.0, metavar="S",
                    help="how long --wait waits (default 60)")
     p.set_defaults(run=submit)
 
@@ -44,7 +45,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("kill", parents=parents, help="kill a topology",
                               description="Deactivate NAME's spouts, wait, then remove it.")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--wait", type=float, default=None, metavar="S",
+    p.add_argument("--wait", type=seconds, default=None, metavar="S",
                    help="seconds between deactivation and removal "
                         "(default: topology.message.timeout.secs)")
     p.set_defaults(run=lambda args: _simple(args, "kill", wait=args.wait))
@@ -62,7 +63,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--num-workers", type=int, default=None, metavar="WORKERS")
     p.add_argument("-e", "--executors", action="append", default=[], metavar="COMPONENT=N",
                    help="new parallelism of a component (repeatable)")
-    p.add_argument("--wait", type=float, default=None, metavar="S",
+    p.add_argument("--wait", type=seconds, default=None, metavar="S",
                    help="seconds the topology is deactivated before the change "
                         "(default: topology.message.timeout.secs)")
     p.set_defaults(run=rebalance)

@@ -18,6 +18,7 @@ nothing else. `LocalCluster` runs this same class without the API (`api=False`).
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 import time
@@ -264,7 +265,7 @@ class Nimbus:
             if event in (KILL, REBALANCE) and wait is None:
                 wait = float(meta.get("conf", {}).get("topology.message.timeout.secs", 30))
             if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
-                                     or wait < 0):
+                                     or not math.isfinite(wait) or wait < 0):
                 raise BadRequest(f"{event} {name!r}: wait must be a number >= 0, got {wait!r}")
             status = status_of(meta) or TopologyStatus(ACTIVE)
             try:

@@ -17,9 +17,9 @@ from typing import Any
 
 import cloudpickle
 
+from cluster.assignment import TopologyDemand
 from cluster.config import Config
 from cluster.meta import topology_meta
-from nimbus.assignment import TopologyDemand
 from nimbus.lifecycle import ACTIVE, INACTIVE, KILLED, REBALANCING, TopologyStatus
 from nimbus.protocol import BadRequest, check_count
 from topology.builder import (
