@@ -93,6 +93,7 @@ def _optional(check: Check) -> Check:
 
 
 _port = _int(1, 65535)
+_port_or_zero = _int(0, 65535)
 
 
 def _port_list(v: Any) -> list[int]:
@@ -195,6 +196,9 @@ KEYS: dict[str, Key] = {
             "Time a new worker has to send its first heartbeat before it is restarted."),
         Key("supervisor.heartbeat.frequency.secs", 1, _number(0.01),
             "How often a supervisor writes its own heartbeat."),
+        Key("supervisor.logviewer.port", 8000, _port_or_zero,
+            "Port the supervisor serves its workers' logs on (0: a free port, advertised in "
+            "its registration)."),
         Key("supervisor.monitor.freq.secs", 1, _number(0.01),
             "How often the supervisor syncs its workers with the assignments."),
         Key("supervisor.worker.stop.timeout.secs", 3, _number(0),
