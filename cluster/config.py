@@ -85,6 +85,12 @@ def _path(v: Any) -> str:
     return os.path.expanduser(_text(v))
 
 
+def _requirements(v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(r, str) and r.strip() for r in v):
+        raise ValueError("expected a list of requirement strings like ['requests==2.31.0']")
+    return [r.strip() for r in v]
+
+
 def _optional(check: Check) -> Check:
     def opt(v: Any) -> Any:
         return None if v is None else check(v)
@@ -240,6 +246,9 @@ KEYS: dict[str, Key] = {
             "Most pending (un-acked) tuples per spout task; None means unlimited."),
         Key("topology.tick.tuple.freq.secs", None, _optional(_number(0.001)),
             "Send each bolt a tick tuple this often; None disables ticks."),
+        Key("topology.requirements", [], _requirements,
+            "PyPI requirements the topology's workers run with: each supervisor builds (and "
+            "caches) a virtual environment for them."),
         Key("topology.debug", False, _bool, "Log every emitted tuple."),
         Key("topology.max.error.report.per.interval", 5, _int(1),
             "Most errors a task reports per error throttle interval."),
