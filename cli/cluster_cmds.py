@@ -45,7 +45,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("kill", parents=parents, help="kill a topology",
                               description="Deactivate NAME's spouts, wait, then remove it.")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--wait", type=seconds, default=None, metavar="S",
+    p.add_argument("--wait", type=float, default=None, metavar="S",
                    help="seconds between deactivation and removal "
                         "(default: topology.message.timeout.secs)")
     p.set_defaults(run=lambda args: _simple(args, "kill", wait=args.wait))
@@ -63,7 +63,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--num-workers", type=int, default=None, metavar="WORKERS")
     p.add_argument("-e", "--executors", action="append", default=[], metavar="COMPONENT=N",
                    help="new parallelism of a component (repeatable)")
-    p.add_argument("--wait", type=seconds, default=None, metavar="S",
+    p.add_argument("--wait", type=float, default=None, metavar="S",
                    help="seconds the topology is deactivated before the change "
                         "(default: topology.message.timeout.secs)")
     p.set_defaults(run=rebalance)
