@@ -28,6 +28,7 @@ from typing import Any
 from cluster.codesign import sign_code
 from cluster.config import Config, require_secret_off_loopback
 from cluster.state import ClusterState, StateError, open_state
+from cluster.status import Status
 from nimbus import submission as sub
 from nimbus.lifecycle import (
     ACTIVATE,
@@ -227,7 +228,7 @@ class Nimbus:
             state = self._require_leader()
             existing = self._find(topology.name)
             if existing is not None:
-                what = "being killed" if existing["status"] == "KILLED" else "running"
+                what = "being killed" if existing.get("status") == Status.KILLED else "running"
                 raise Conflict(f"topology {topology.name!r} is already {what}")
             now = self.wall()
             tid = sub.topology_id(topology.name, now)

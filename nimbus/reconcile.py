@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from cluster.assignment import Assignment, SchedulerError, Slot, SupervisorInfo
 from cluster.codesign import sign_code, verify_code
 from cluster.state import ClusterState, RecordError, StateError
+from cluster.status import Status, status_of_record
 from nimbus import submission as sub
 from nimbus.lifecycle import REMOVED, TIMEOUT_DONE, LifecycleError, TopologyStatus, due, transition
 from nimbus.liveness import Liveness
@@ -233,7 +234,7 @@ class Reconciler:
                           computed: Assignment, old: Mapping[str, Any] | None) -> None:
         body = computed.to_dict()
         body["tasks"] = {str(t): [h, p] for t, (h, p) in sorted(computed.task_locations().items())}
-        body["active"] = meta["status"] == "ACTIVE"
+        body["active"] = status_of_record(meta) is Status.ACTIVE
         body["code_version"] = meta.get("code_version", 1)
         if old is not None and {k: v for k, v in old.items() if k != "version"} == body:
             return

@@ -20,7 +20,7 @@ import cloudpickle
 from cluster.assignment import TopologyDemand
 from cluster.config import Config
 from cluster.meta import topology_meta
-from nimbus.lifecycle import ACTIVE, INACTIVE, KILLED, REBALANCING, TopologyStatus
+from nimbus.lifecycle import TopologyStatus
 from nimbus.protocol import BadRequest, check_count
 from topology.builder import (
     MAX_PARALLELISM,
@@ -33,8 +33,6 @@ from topology.builder import (
 from topology.errors import SquallError
 from topology.model import ACKER_COMPONENT, Topology
 
-STATUS_NAMES = {ACTIVE: "ACTIVE", INACTIVE: "INACTIVE", KILLED: "KILLED",
-                REBALANCING: "REBALANCING"}
 SECRET_KEY = "cluster.secret"  # never stored with a topology: workers get it from the supervisor
 MAX_RECORD_BYTES = 256 * 1024  # a topology record (JSON), far under ZooKeeper's 1 MB per node
 
@@ -126,14 +124,15 @@ def make_meta(
     submitted: float, owner: str, code_version: int,
 ) -> dict[str, Any]:
     """The topology meta stored in the cluster state (cluster.meta's shape, plus the
-    lifecycle status with its kill/rebalance deadline)."""
-    return topology_meta(topology_id, topology, conf, status=STATUS_NAMES[status.name],
+    lifecycle status with its kill/rebalance deadline). Its "status" is the lifecycle state's
+    `cluster.status.Status`."""
+    return topology_meta(topology_id, topology, conf, status=status.name,
                          code_version=code_version, owner=owner, submitted=submitted,
                          lifecycle=status.to_dict())
 
 
 def with_status(meta: Mapping[str, Any], status: TopologyStatus) -> dict[str, Any]:
-    return {**meta, "status": STATUS_NAMES[status.name], "lifecycle": status.to_dict()}
+    return {**meta, "status": status.name.value, "lifecycle": status.to_dict()}
 
 
 def check_rebalance(
