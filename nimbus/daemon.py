@@ -27,6 +27,7 @@ from typing import Any
 
 from cluster.codesign import sign_code
 from cluster.config import Config, require_secret_off_loopback
+from cluster.records import ALL_TIME, aggregate_components, component_figures, heartbeats_of
 from cluster.state import ClusterState, StateError, open_state
 from cluster.status import Status
 from nimbus import submission as sub
@@ -46,7 +47,6 @@ from nimbus.liveness import Liveness
 from nimbus.protocol import ACTIONS, BadRequest, Conflict, NotFound, NotLeader
 from nimbus.reconcile import Reconciler, status_of
 from topology.model import Topology
-from worker.stats import aggregate_components
 
 log = logging.getLogger(__name__)
 
@@ -354,13 +354,19 @@ class Nimbus:
         return meta
 
 
-def component_stats(heartbeats: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-component totals since start from workers' heartbeats (JSON-safe)."""
+def component_stats(heartbeats: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Per-component totals since start from workers' heartbeats (JSON-safe): the counters of
+    cluster.records.aggregate_components, complete latency percentiles, and the emitted and
+    transferred counts per output stream."""
+    beats = heartbeats_of(heartbeats)
+    streams = component_figures(beats, ALL_TIME)
     out = {}
-    for cid, c in aggregate_components(heartbeats).items():
+    for cid, c in aggregate_components(beats).items():
         latency = c.pop("complete_latency")
         c["complete_latency_ms"] = {
             f"p{p}": round(latency.percentile(p) * 1000, 3) for p in (50, 99)
         } if latency.count else {}
+        c["emitted_streams"] = dict(streams[cid].emitted)
+        c["transferred_streams"] = dict(streams[cid].transferred_streams)
         out[cid] = c
     return out
