@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cluster.codesign import sign_code
+from cluster.codesign import sign_code, verify_code
 from cluster.config import Config, require_secret_off_loopback
 from cluster.records import ALL_TIME, aggregate_components, component_figures, heartbeats_of
 from cluster.state import ClusterState, StateError, open_state
@@ -251,11 +251,21 @@ class Nimbus:
         return self._event(name, DEACTIVATE, None)
 
     def rebalance(self, name: str, workers: int | None, parallelism: Mapping[str, Any],
-                  wait: float | None) -> dict[str, Any]:
-        self._require_leader()
+                  wait: float | None, conf: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Rebalance `name`: workers, parallelism and/or config keys a running topology may
+        change (the topology must still validate with them: checked now, on its stored code,
+        so that a refusal is the caller's answer rather than an abandoned rebalance later)."""
+        state = self._require_leader()
         with self._lock:
             meta = self._get(name)
-            request = sub.check_rebalance(meta, workers, parallelism)
+            request = sub.check_rebalance(meta, workers, parallelism, conf, self.config)
+            if request["conf"]:
+                signed = state.get_code(meta["id"])
+                if signed is None:
+                    raise Conflict(f"rebalance {name!r}: its code is not stored yet")
+                package = sub.unpack_code(verify_code(signed, self.config["cluster.secret"],
+                                                      f"the stored code of {meta['id']}"))
+                sub.with_conf(package["topology"], request["conf"])
             return self._event(name, REBALANCE, wait, {"rebalance": request})
 
     def _event(self, name: str, event: str, wait: float | None,

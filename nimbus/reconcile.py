@@ -193,7 +193,8 @@ class Reconciler:
         request = meta.get("rebalance") or {}
         tid = meta["id"]
         back = {k: v for k, v in sub.with_status(meta, new).items() if k != "rebalance"}
-        if request.get("workers") is None and not request.get("parallelism"):
+        if request.get("workers") is None and not request.get("parallelism") \
+                and not request.get("conf"):
             state.set_topology(tid, back)
             return back
         signed = state.get_code(tid)
@@ -204,7 +205,8 @@ class Reconciler:
             package = sub.unpack_code(blob)  # user code: anything may go wrong
             topology, conf = sub.rebalanced(package["topology"], package["conf"],
                                             request.get("workers"),
-                                            request.get("parallelism") or {})
+                                            request.get("parallelism") or {},
+                                            request.get("conf") or {})
             code_version = int(meta.get("code_version", 1)) + 1
             changed = sub.make_meta(tid, topology, conf, new, meta["submitted"],
                                     meta.get("owner", ""), code_version)
