@@ -120,12 +120,13 @@ def test_supervisors_windows_tracebacks_and_metrics_show(
     page.wait_for_selector('.toggle button.on[data-window="10800"]')
     page.wait_for_selector("details.traceback summary")  # recent errors: the line, folded
     page.goto(f"{url}#/topology/{tid}/component/count")
-    summary = page.locator("details.traceback summary").first
-    summary.wait_for()
+    page.wait_for_selector("#crumbs span:text-is('count')")  # the component's view is up
+    errors = page.locator("#view")
+    summary = errors.locator("details.traceback summary").first
     assert summary.inner_text().endswith("ValueError: bad word 'x'")
-    assert not page.locator("details.traceback pre").first.is_visible()
+    assert not errors.locator("details.traceback pre").first.is_visible()
     summary.click()
-    assert page.locator("details.traceback pre").first.inner_text().rstrip("\n") == \
+    assert errors.locator("details.traceback pre").first.inner_text().rstrip("\n") == \
         trace.rstrip("\n")
     assert "registers no metrics" in page.locator("section.panel", has_text="Metrics").inner_text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -102,9 +102,8 @@ def figures(view: View, topology_id: str, beats: list[WorkerHeartbeat],
         return component_figures(beats, window)
     if view.windows is None:
         return component_figures(beats, ALL_TIME)
+    view.windows.add(topology_id, view.now, beats)  # a look now: the figures are current
     out = view.windows.figures(topology_id, window, view.now)
-    if not out:  # not sampled yet: everything so far is within the window
-        return component_figures(beats, ALL_TIME)
     recent = component_figures(beats, WINDOW_10M)
     for cid, f in out.items():
         f.capacity = recent[cid].capacity if cid in recent else 0.0
