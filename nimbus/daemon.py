@@ -25,9 +25,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cluster.codesign import sign_code
+from cluster.codesign import sign_code, verify_code
 from cluster.config import Config, require_secret_off_loopback
+from cluster.records import ALL_TIME, aggregate_components, component_figures, heartbeats_of
 from cluster.state import ClusterState, StateError, open_state
+from cluster.status import Status
 from nimbus import submission as sub
 from nimbus.lifecycle import (
     ACTIVATE,
@@ -45,7 +47,6 @@ from nimbus.liveness import Liveness
 from nimbus.protocol import ACTIONS, BadRequest, Conflict, NotFound, NotLeader
 from nimbus.reconcile import Reconciler, status_of
 from topology.model import Topology
-from worker.stats import aggregate_components
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ class Nimbus:
             state = self._require_leader()
             existing = self._find(topology.name)
             if existing is not None:
-                what = "being killed" if existing["status"] == "KILLED" else "running"
+                what = "being killed" if existing.get("status") == Status.KILLED else "running"
                 raise Conflict(f"topology {topology.name!r} is already {what}")
             now = self.wall()
             tid = sub.topology_id(topology.name, now)
@@ -250,11 +251,21 @@ class Nimbus:
         return self._event(name, DEACTIVATE, None)
 
     def rebalance(self, name: str, workers: int | None, parallelism: Mapping[str, Any],
-                  wait: float | None) -> dict[str, Any]:
-        self._require_leader()
+                  wait: float | None, conf: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Rebalance `name`: workers, parallelism and/or config keys a running topology may
+        change (the topology must still validate with them: checked now, on its stored code,
+        so that a refusal is the caller's answer rather than an abandoned rebalance later)."""
+        state = self._require_leader()
         with self._lock:
             meta = self._get(name)
-            request = sub.check_rebalance(meta, workers, parallelism)
+            request = sub.check_rebalance(meta, workers, parallelism, conf, self.config)
+            if request["conf"]:
+                signed = state.get_code(meta["id"])
+                if signed is None:
+                    raise Conflict(f"rebalance {name!r}: its code is not stored yet")
+                package = sub.unpack_code(verify_code(signed, self.config["cluster.secret"],
+                                                      f"the stored code of {meta['id']}"))
+                sub.with_conf(package["topology"], request["conf"])
             return self._event(name, REBALANCE, wait, {"rebalance": request})
 
     def _event(self, name: str, event: str, wait: float | None,
@@ -353,13 +364,19 @@ class Nimbus:
         return meta
 
 
-def component_stats(heartbeats: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-component totals since start from workers' heartbeats (JSON-safe)."""
+def component_stats(heartbeats: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Per-component totals since start from workers' heartbeats (JSON-safe): the counters of
+    cluster.records.aggregate_components, complete latency percentiles, and the emitted and
+    transferred counts per output stream."""
+    beats = heartbeats_of(heartbeats)
+    streams = component_figures(beats, ALL_TIME)
     out = {}
-    for cid, c in aggregate_components(heartbeats).items():
+    for cid, c in aggregate_components(beats).items():
         latency = c.pop("complete_latency")
         c["complete_latency_ms"] = {
             f"p{p}": round(latency.percentile(p) * 1000, 3) for p in (50, 99)
         } if latency.count else {}
+        c["emitted_streams"] = dict(streams[cid].emitted)
+        c["transferred_streams"] = dict(streams[cid].transferred_streams)
         out[cid] = c
     return out

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from cluster.assignment import Assignment, SchedulerError, Slot, SupervisorInfo
 from cluster.codesign import sign_code, verify_code
 from cluster.state import ClusterState, RecordError, StateError
+from cluster.status import Status, status_of_record
 from nimbus import submission as sub
 from nimbus.lifecycle import REMOVED, TIMEOUT_DONE, LifecycleError, TopologyStatus, due, transition
 from nimbus.liveness import Liveness
@@ -192,7 +193,8 @@ class Reconciler:
         request = meta.get("rebalance") or {}
         tid = meta["id"]
         back = {k: v for k, v in sub.with_status(meta, new).items() if k != "rebalance"}
-        if request.get("workers") is None and not request.get("parallelism"):
+        if request.get("workers") is None and not request.get("parallelism") \
+                and not request.get("conf"):
             state.set_topology(tid, back)
             return back
         signed = state.get_code(tid)
@@ -203,7 +205,8 @@ class Reconciler:
             package = sub.unpack_code(blob)  # user code: anything may go wrong
             topology, conf = sub.rebalanced(package["topology"], package["conf"],
                                             request.get("workers"),
-                                            request.get("parallelism") or {})
+                                            request.get("parallelism") or {},
+                                            request.get("conf") or {})
             code_version = int(meta.get("code_version", 1)) + 1
             changed = sub.make_meta(tid, topology, conf, new, meta["submitted"],
                                     meta.get("owner", ""), code_version)
@@ -233,7 +236,7 @@ class Reconciler:
                           computed: Assignment, old: Mapping[str, Any] | None) -> None:
         body = computed.to_dict()
         body["tasks"] = {str(t): [h, p] for t, (h, p) in sorted(computed.task_locations().items())}
-        body["active"] = meta["status"] == "ACTIVE"
+        body["active"] = status_of_record(meta) is Status.ACTIVE
         body["code_version"] = meta.get("code_version", 1)
         if old is not None and {k: v for k, v in old.items() if k != "version"} == body:
             return
