@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from cluster.logfiles import worker_log_path
 from cluster.processes import stop_processes
 from supervisor.classify import LocalWorker, classify
 from supervisor.procs import WorkerProcess, WorkerRecords, adopt, spawned, stop_all
@@ -147,8 +148,8 @@ class WorkerSet:
         popen = spawn_worker(
             topology_id=want.topology_id, host=launch.host, port=port, control=launch.control,
             code_path=want.code_path, secret=launch.secret,
-            log_path=str(launch.log_dir / f"worker-{port}.log"), parent_pid=launch.parent_pid,
-            sys_path=launch.sys_path,
+            log_path=str(worker_log_path(launch.log_dir, want.topology_id, port)),
+            parent_pid=launch.parent_pid, sys_path=launch.sys_path,
         )
         try:
             proc = spawned(port, popen, want.topology_id, want.work.tasks, want.code_version)
