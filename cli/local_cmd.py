@@ -44,6 +44,9 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ui", action="store_true", help="do not serve the dashboard")
     p.add_argument("--quiet", action="store_true",
                    help="do not stream the workers' output (logs, print(), tracebacks)")
+    p.add_argument("--requirements", metavar="FILE", default=None,
+                   help="PyPI requirements the workers need (added to topology.requirements): "
+                        "installed once into a cached virtual environment")
     p.set_defaults(run=run)
 
 
@@ -103,11 +106,17 @@ def _line(elapsed: float, now: dict[str, Any], rate: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cluster.requirements import merge_requirements, read_requirements_file
     from topology.local import LocalCluster
 
     overrides = dict(parse_override(item) for item in args.overrides)
     topology = load_topology_file(args.file)
     name = args.name or topology.name
+    if args.requirements is not None:
+        overrides["topology.requirements"] = merge_requirements(
+            topology.config.get("topology.requirements") or [],
+            overrides.get("topology.requirements") or [],
+            read_requirements_file(args.requirements))
 
     def terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -14,7 +14,8 @@
 The home directory `{local.dir}/supervisor-{host}-{first port}` holds everything a restart
 needs: the supervisor id, the worker records (supervisor.procs), the code cache, the worker
 logs (`logs/`, laid out by cluster.logfiles; a topology's are removed a week after its last
-write here) and the control socket. Workers outlive the
+write here) and the control socket. Topologies' virtual environments (supervisor.venvs) are
+cached in `{local.dir}/venvs`, shared by the supervisors of the host. Workers outlive the
 supervisor, and a restarted supervisor takes them over (same pids), so restarting a
 supervisor never interrupts or duplicates a worker.
 
@@ -158,7 +159,8 @@ class Supervisor:
             self._sync = StateSync(self._state, self.id, self.slots, str(self.home / "code"),
                                    float(self.config["supervisor.monitor.freq.secs"]),
                                    self.upload_every,
-                                   self.config["cluster.secret"], self._waker.wake)
+                                   self.config["cluster.secret"], self._waker.wake,
+                                   os.path.join(self.config["local.dir"], "venvs"))
             self._sync.start()
         except BaseException:
             self._close()

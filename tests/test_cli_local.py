@@ -188,3 +188,8 @@ def test_quiet_streams_nothing_and_a_clean_run_keeps_nothing(tmp_path: Path) -> 
     loud = squall(path, "--duration", "3", "--no-ui")
     assert "loud got 4" in loud.stderr and kept_logs(loud.stderr) is None
 
+
+def test_a_missing_requirements_file_is_one_clear_error(tmp_path: Path) -> None:
+    missing = str(tmp_path / "requirements.txt")
+    assert_one_clear_error(squall("examples/word_count.py", "--requirements", missing),
+                           missing, "cannot read")
