@@ -1,7 +1,9 @@
 """The supervisor daemon: runs the workers its slots are assigned, and keeps them running.
 
-    start()  take the home directory, re-adopt live workers, bind the control channel,
-             register in ZooKeeper, start the ZooKeeper thread (supervisor.sync)
+    start()  take the home directory (supervisor.home), re-adopt live workers, bind the
+             control channel, start the log server (supervisor.logviewer), register in
+             ZooKeeper with its port ("logviewer_port"), start the ZooKeeper thread
+             (supervisor.sync)
     run()    until stop(): answer worker heartbeats on the control channel, write its own
              heartbeat every `supervisor.heartbeat.frequency.secs`, and, every POLL_SECS or as
              soon as the assignments change, compare the workers with what is wanted
@@ -11,8 +13,11 @@
 
 The home directory `{local.dir}/supervisor-{host}-{first port}` holds everything a restart
 needs: the supervisor id, the worker records (supervisor.procs), the code cache, the worker
-logs and the control socket. Workers outlive the supervisor, and a restarted supervisor takes
-them over (same pids), so restarting a supervisor never interrupts or duplicates a worker.
+logs (`logs/`, laid out by cluster.logfiles; a topology's are removed a week after its last
+write here) and the control socket. Topologies' virtual environments (supervisor.venvs) are
+cached in `{local.dir}/venvs`, shared by the supervisors of the host. Workers outlive the
+supervisor, and a restarted supervisor takes them over (same pids), so restarting a
+supervisor never interrupts or duplicates a worker.
 
 Every heartbeat of a worker we run is answered: with its assignment when the worker runs an
 older version, else with `{"type": "supervised"}`, which every worker that keeps its work
@@ -30,12 +35,10 @@ accept each other, which rules out a per-supervisor random one.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -43,27 +46,27 @@ from typing import IO, Any
 import zmq
 
 from cluster.config import require_secret_off_loopback
+from cluster.logfiles import remove_old_logs
 from cluster.state import ClusterState, open_state
 from supervisor.control import DumpRequests, Waker
+from supervisor.home import SupervisorError, bind_control, load_id, lock_home
+from supervisor.logviewer import LogViewer
 from supervisor.procs import WorkerRecords
 from supervisor.sync import StateSync
 from supervisor.wants import SUPERVISED, PortWant, answer
 from supervisor.workers import Launch, Timeouts, WorkerSet
 from topology.errors import SquallError
 from worker.control import ControlServer
-from worker.launcher import free_ports
-from worker.wire import secret_key
 
 log = logging.getLogger(__name__)
 
 DEV_SECRET = "squall-insecure-development-secret"
 POLL_SECS = 0.2  # how often worker processes are checked: a dead one is restarted this fast
 REAP_SECS = 0.02  # how often a worker being stopped is looked at: its port is free this soon
-CONTROL_PATH_MAX = 100  # longest ipc socket path we use (the OS limit is about 107)
+LOG_CLEANUP_SECS = 3600.0  # how often logs of topologies long gone are looked for
+LOG_KEEP_SECS = 7 * 24 * 3600.0  # a topology's logs stay this long after their last write
 
-
-class SupervisorError(SquallError):
-    """The supervisor cannot start: no slots, its home is taken, or the state is unreachable."""
+__all__ = ["DEV_SECRET", "Supervisor", "SupervisorError", "supervisor_home", "worker_secret"]
 
 
 def supervisor_home(config: Mapping[str, Any]) -> str:
@@ -93,7 +96,7 @@ class Supervisor:
                  home: str | None = None, supervisor_id: str | None = None,
                  slots: Sequence[int] | None = None, parent_pid: int | None = None,
                  worker_sys_path: Sequence[str] = (), hostname: str | None = None,
-                 upload_every: float | None = None) -> None:
+                 upload_every: float | None = None, serve_logs: bool = True) -> None:
         self.config = config
         self.host: str = config["supervisor.host"]
         self.slots: list[int] = list(config["supervisor.slots.ports"] if slots is None
@@ -128,6 +131,9 @@ class Supervisor:
         self._waker: Waker | None = None
         self._state: ClusterState | None = None
         self._sync: StateSync | None = None
+        self._serve_logs = serve_logs
+        self._logviewer: LogViewer | None = None
+        self._next_log_cleanup = 0.0
 
     # --- lifetime ------------------------------------------------------------------------------
 
@@ -136,13 +142,14 @@ class Supervisor:
         require_secret_off_loopback(self.config, "supervisor.host", "supervisor")
         known_home = (self.home / "id").exists()
         self.home.mkdir(parents=True, exist_ok=True)
-        self._lock_home()
+        self._lock_file = lock_home(self.home)
         try:
-            self.id = self._given_id or self._load_id()
+            self.id = self._given_id or load_id(self.home)
             self.workers.id = self.id
             self.workers.adopt(self.slots, self.home, time.monotonic(),
                                look_for_strays=known_home)
-            self._server = self._bind_control()
+            self._server = bind_control(self.home, self._secret)
+            self._start_logviewer()
             self._waker = Waker()
             self.workers.launch = Launch(self.host, self._server.endpoint, self._secret,
                                          self.home / "logs", self._parent_pid, self._sys_path)
@@ -152,7 +159,8 @@ class Supervisor:
             self._sync = StateSync(self._state, self.id, self.slots, str(self.home / "code"),
                                    float(self.config["supervisor.monitor.freq.secs"]),
                                    self.upload_every,
-                                   self.config["cluster.secret"], self._waker.wake)
+                                   self.config["cluster.secret"], self._waker.wake,
+                                   os.path.join(self.config["local.dir"], "venvs"))
             self._sync.start()
         except BaseException:
             self._close()
@@ -200,6 +208,7 @@ class Supervisor:
                     if wanted is not None:  # not read yet: change nothing, above all kill nothing
                         self.workers.check(wanted, now)
                         self._checked = generation
+                        self._clean_logs(now)
                     next_check = now + (REAP_SECS if self.workers.stopping else POLL_SECS)
         finally:
             self._shutdown()
@@ -248,58 +257,49 @@ class Supervisor:
 
     # --- start-up pieces ------------------------------------------------------------------------
 
+    @property
+    def logviewer_port(self) -> int | None:
+        """The port its workers' logs are served on (None: not served)."""
+        return self._logviewer.port if self._logviewer is not None else None
+
     def _info(self) -> dict[str, Any]:
         return {"host": self.host, "ports": list(self.slots), "started": self.started,
-                "hostname": self.hostname, "pid": os.getpid()}
+                "hostname": self.hostname, "pid": os.getpid(),
+                "logviewer_port": self.logviewer_port}
+
+    def _start_logviewer(self) -> None:
+        """Serve the workers' logs (supervisor.logviewer). A port that cannot be bound
+        costs the log server, not the workers: said in one line, and not advertised."""
+        if not self._serve_logs:
+            return
+        port = int(self.config["supervisor.logviewer.port"])
+        try:
+            self._logviewer = LogViewer(self.home / "logs", self.host, port,
+                                        self.config["cluster.secret"])
+        except OSError as e:
+            log.error("supervisor %s: cannot serve worker logs on %s:%d "
+                      "(supervisor.logviewer.port): %s; running without a log server",
+                      self.id, self.host, port, e.strerror or e)
+            return
+        self._logviewer.start()
+        log.info("supervisor %s: serving worker logs on http://%s:%d/api/v1/log", self.id,
+                 self.host, self._logviewer.port)
+
+    def _clean_logs(self, now: float) -> None:
+        """Now and then, remove the logs of topologies gone from here for a long time."""
+        if now < self._next_log_cleanup:
+            return
+        self._next_log_cleanup = now + LOG_CLEANUP_SECS
+        keep = {r.proc.record.topology_id for r in self.workers.running.values()}
+        keep |= {p.record.topology_id for p, _ in self.workers.stopping.values()}
+        for name in remove_old_logs(self.home / "logs", keep, time.time() - LOG_KEEP_SECS):
+            log.info("supervisor %s: removed the old logs of %s", self.id, name)
 
     def _beat(self) -> dict[str, Any]:
         """The supervisor's own heartbeat: its info and a counter nimbus sees change."""
         self._beats += 1
         return {**self._info(), "seq": self._beats, "time": time.time(),
                 "workers": len(self.workers.running)}
-
-    def _lock_home(self) -> None:
-        f = open(self.home / "lock", "a+")  # noqa: SIM115 - held open: the lock lives with it
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            raise SupervisorError(f"supervisor home {self.home} is in use by another "
-                                  "supervisor") from None
-        self._lock_file = f
-
-    def _load_id(self) -> str:
-        path = self.home / "id"
-        try:
-            text = path.read_text().strip()
-            if text:
-                return text
-        except FileNotFoundError:
-            pass
-        new = str(uuid.uuid4())
-        tmp = self.home / ".id.tmp"
-        tmp.write_text(new + "\n")
-        os.replace(tmp, path)
-        return new
-
-    def _bind_control(self) -> ControlServer:
-        key = secret_key(self._secret)
-        path = self.home / "control.sock"
-        if len(str(path)) < CONTROL_PATH_MAX:
-            server = ControlServer(f"ipc://{path}", key)
-        else:  # too long for a unix socket: a loopback port, kept stable across restarts
-            port_file = self.home / "control.port"
-            try:
-                port = int(port_file.read_text())
-                server = ControlServer(f"tcp://127.0.0.1:{port}", key)
-            except (OSError, ValueError, zmq.ZMQError):
-                port = free_ports(1)[0]
-                server = ControlServer(f"tcp://127.0.0.1:{port}", key)
-                port_file.write_text(str(port))
-        # A restarted worker reconnects with its predecessor's identity ("host:port"); let the
-        # newest connection win instead of being refused until the old one times out.
-        server.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        return server
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -356,6 +356,9 @@ class Supervisor:
         log.info("supervisor %s: stopped (%d worker(s) left running)", self.id, left)
 
     def _close(self) -> None:
+        if self._logviewer is not None:
+            self._logviewer.stop()
+            self._logviewer = None
         if self._sync is not None:
             self._sync.close()
             self._sync = None

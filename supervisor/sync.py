@@ -9,6 +9,11 @@ every `supervisor.monitor.freq.secs` as a safety net. Each refresh reads the ass
 name this supervisor, fetches the code not yet cached in `{home}/code`, and publishes the
 result as a new generation of `wanted()` (calling `on_change`, which wakes the main loop).
 
+A topology with `topology.requirements` (read from its record's conf, once per code version)
+runs in a virtual environment built for that set (supervisor.venvs, on a thread of its own):
+its ports are published without a runtime until the environment is ready, and a failed
+install is reported once as the topology's error ("__supervisor").
+
 Code runs only if nimbus signed it with the cluster secret (cluster.codesign): a package that
 is unsigned or signed with another secret is refused, reported as the topology's error
 ("__supervisor") and not fetched again for that code version. What is cached is the verified
@@ -34,7 +39,8 @@ from urllib.parse import quote
 
 from cluster.codesign import CodeSignatureError, verify_code
 from cluster.state import ClusterState, RecordError
-from supervisor.wants import PortWant, wanted_ports
+from supervisor.venvs import Environments
+from supervisor.wants import PortWant, Runtime, wanted_ports
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,8 @@ class StateSync:
 
     def __init__(self, state: ClusterState, supervisor_id: str, slots: list[int],
                  code_dir: str, refresh_every: float, heartbeat_every: float,
-                 secret: str | None, on_change: Callable[[], None] = lambda: None) -> None:
+                 secret: str | None, on_change: Callable[[], None] = lambda: None,
+                 venv_dir: str | None = None) -> None:
         self.state = state
         self.id = supervisor_id
         self.slots = list(slots)
@@ -80,6 +87,9 @@ class StateSync:
         self._own_beat: dict[str, Any] | None = None  # the supervisor's heartbeat to write
         self._refused: dict[tuple[str, str], str] = {}  # (topology, code version) -> why
         self._problems: dict[str, str] = {}  # topology -> its assignment's problem, logged
+        self._requirements: dict[tuple[str, str], object] = {}  # (topology, code) -> its list
+        self.envs = Environments(Path(venv_dir or self.code_dir.parent / "venvs"), self.id,
+                                 self.poke, self._environment_failed)
         self._thread = threading.Thread(target=self._run, name="supervisor-zk", daemon=True)
 
     # --- the main loop's side (thread-safe, never blocks on ZooKeeper) ------------------------
@@ -152,6 +162,7 @@ class StateSync:
     def close(self) -> None:
         self._closed.set()
         self._wake.set()
+        self.envs.close()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
@@ -201,12 +212,15 @@ class StateSync:
         wants = wanted_ports(self.id, self.slots, assignments, problems)
         self._log_problems(problems)
         paths: dict[tuple[str, str], str | None] = {}
+        runtimes: dict[tuple[str, str], Runtime | None] = {}
         for want in wants.values():
             key = (want.topology_id, want.code_version)
             if key not in paths:
                 paths[key] = self._fetch_code(*key)
-        wants = {port: replace(w, code_path=paths[(w.topology_id, w.code_version)])
-                 for port, w in wants.items()}
+                runtimes[key] = self._runtime(*key)
+        wants = {port: replace(w, code_path=paths[key], runtime=runtimes[key])
+                 for port, w in wants.items()
+                 for key in [(w.topology_id, w.code_version)]}
         with self._lock:
             changed = wants != self._wanted
             if changed:
@@ -217,6 +231,7 @@ class StateSync:
             self.on_change()
         self._remove_unused_code({p for p in paths.values() if p})
         self._refused = {k: v for k, v in self._refused.items() if k[0] in assignments}
+        self._requirements = {k: v for k, v in self._requirements.items() if k in paths}
 
     def _log_problems(self, problems: dict[str, str]) -> None:
         for tid, problem in problems.items():
@@ -250,6 +265,25 @@ class StateSync:
         log.info("supervisor %s: fetched code of %s (version %r, %d bytes)", self.id,
                  topology_id, code_version, len(blob))
         return str(path)
+
+    def _runtime(self, topology_id: str, code_version: str) -> Runtime | None:
+        """What the topology's workers run with (None: not ready); its requirements are
+        read from its record once per code version."""
+        key = (topology_id, code_version)
+        if key not in self._requirements:
+            meta = self.state.topology(topology_id)
+            if meta is None:
+                return None  # being removed: its assignment goes next
+            conf = meta.get("conf")
+            self._requirements[key] = (conf.get("topology.requirements") or []
+                                       if isinstance(conf, dict) else [])
+        return self.envs.runtime(topology_id, self._requirements[key])
+
+    def _environment_failed(self, topology_id: str, message: str, detail: str) -> None:
+        """(The environments' thread.) Its environment cannot be built: say so, once."""
+        self.offer_errors(topology_id, [{
+            "component": ERROR_COMPONENT, "task": -1, "time": time.time(), "host": None,
+            "port": None, "error": f"supervisor {self.id}: {message}", "traceback": detail}])
 
     def _refuse(self, topology_id: str, code_version: str, why: str) -> None:
         """Never run it, never fetch it again (for this version), and say so where the

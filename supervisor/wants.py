@@ -10,6 +10,7 @@ the assignment's version whenever any of it changes: the supervisor reads nothin
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,18 @@ SUPERVISED: dict[str, Any] = {"type": "supervised"}
 
 
 @dataclass(frozen=True)
+class Runtime:
+    """The Python a topology's workers run with: an interpreter, and site directories its
+    imports need beside its own (a topology's requirements: supervisor.venvs)."""
+
+    python: str
+    paths: tuple[str, ...] = ()
+
+
+DEFAULT_RUNTIME = Runtime(sys.executable)  # no requirements: the supervisor's own Python
+
+
+@dataclass(frozen=True)
 class PortWant:
     """One slot's share of an assignment."""
 
@@ -28,6 +41,12 @@ class PortWant:
     version: dict[str, Any]  # what the worker echoes: cluster.assignment.worker_version
     message: dict[str, Any] = field(compare=False)  # {"type": "assignment", ...} for the worker
     code_path: str | None = None  # the topology's code on disk; None until it is fetched
+    runtime: Runtime | None = None  # None until its environment is ready (or if it failed)
+
+    @property
+    def ready(self) -> bool:
+        """Whether a worker can be started for it: code fetched, environment ready."""
+        return self.code_path is not None and self.runtime is not None
 
     @property
     def topology_id(self) -> str:

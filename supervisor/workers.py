@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from cluster.logfiles import worker_log_path
 from cluster.processes import stop_processes
 from supervisor.classify import LocalWorker, classify
 from supervisor.procs import WorkerProcess, WorkerRecords, adopt, spawned, stop_all
@@ -140,15 +141,19 @@ class WorkerSet:
             self._start(port, wanted[port], now)
 
     def _start(self, port: int, want: PortWant, now: float) -> None:
-        if port in self.stopping or want.code_path is None or now < self._not_before.get(port, 0):
-            return  # the old worker still holds the port, the code is not here, or backing off
+        if port in self.stopping or not want.ready or now < self._not_before.get(port, 0):
+            return  # the old worker still holds the port, the code or its environment is not
+            # ready (or failed), or backing off
         launch = self.launch
         assert launch is not None, "WorkerSet.launch is set before the loop runs"
+        assert want.code_path is not None and want.runtime is not None  # want.ready
+        # Until the spawn takes the environment's interpreter (python=), its site
+        # directories go first on the worker's path: its requirements win.
         popen = spawn_worker(
             topology_id=want.topology_id, host=launch.host, port=port, control=launch.control,
             code_path=want.code_path, secret=launch.secret,
-            log_path=str(launch.log_dir / f"worker-{port}.log"), parent_pid=launch.parent_pid,
-            sys_path=launch.sys_path,
+            log_path=str(worker_log_path(launch.log_dir, want.topology_id, port)),
+            parent_pid=launch.parent_pid, sys_path=[*want.runtime.paths, *launch.sys_path],
         )
         try:
             proc = spawned(port, popen, want.topology_id, want.work.tasks, want.code_version)

@@ -82,6 +82,7 @@ def config(zk_config: Config, local_dir: str) -> Config:
         "supervisor.worker.start.timeout.secs": 20,
         "worker.heartbeat.frequency.secs": 0.2,
         "cluster.secret": "supervisor-test-secret",
+        "supervisor.logviewer.port": 0,
     })
 
 
@@ -439,3 +440,57 @@ def test_a_worker_hears_from_its_supervisor_unasked(
     finally:
         spy.close()
     assert heard[0] == {"type": "supervised"}
+
+
+def test_serves_its_workers_logs_on_the_port_it_registers(
+    config: Config, state: ClusterState, supervisors: Callable[[Config], Running]
+) -> None:
+    import http.client
+    from urllib.parse import quote
+
+    sup = supervisors(config).supervisor
+    a = config["supervisor.slots.ports"][0]
+    first, second = submit_code(state, config)
+    assign(state, sup.id, 1, {a: sorted(first + second)})
+    pid = wait_for(lambda: sup.worker_pids().get(a), what="a worker")
+    wait_for(partial(flowing, state, a, pid), what="acks")
+    port = state.supervisors()[sup.id]["logviewer_port"]
+    assert isinstance(port, int) and port == sup.logviewer_port and port > 0
+    beat = wait_for(lambda: state.supervisor_heartbeats().get(sup.id), what="its heartbeat")
+    assert beat["logviewer_port"] == port
+    log_file = sup.home / "logs" / TOPOLOGY_ID / f"worker-{a}.log"
+    assert log_file.exists()
+
+    def read(secret: str | None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(HOST, port, timeout=10)
+        try:
+            conn.request("GET", f"/api/v1/log?file={quote(TOPOLOGY_ID)}/{a}/worker.log",
+                         headers={"X-Squall-Secret": secret} if secret else {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    status, body = read(config["cluster.secret"])
+    assert status == 200 and f"worker {HOST}:{a}: running tasks".encode() in body
+    assert read(None)[0] == 401
+
+
+def test_a_taken_log_server_port_costs_the_log_server_not_the_supervisor(
+    config: Config, state: ClusterState, supervisors: Callable[[Config], Running],
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    taken = socket.socket()
+    taken.bind((HOST, 0))
+    taken.listen()
+    try:
+        sup = supervisors(config.with_overrides({
+            "supervisor.logviewer.port": taken.getsockname()[1]})).supervisor
+        info = wait_for(lambda: state.supervisors().get(sup.id), what="registration")
+        assert info["logviewer_port"] is None and sup.logviewer_port is None
+        assert any("cannot serve worker logs" in r.getMessage() and
+                   "supervisor.logviewer.port" in r.getMessage() for r in caplog.records)
+    finally:
+        taken.close()

@@ -13,6 +13,11 @@ No worker outlives the cluster: `shutdown()` (also run by `with`, at interpreter
 SIGTERM handled by the caller) stops them, and a worker whose parent disappears (the caller
 was killed with -9) notices within a second and exits on its own (`--parent-pid`).
 
+Workers write their logs (their own records, their components' `print()` and tracebacks)
+under `logs_dir` (cluster.logfiles' layout), which `squall local` streams to the terminal.
+The cluster's directory is removed at shutdown, except `logs_dir` when `keep_logs` is set
+or the `with` block ended with an exception: a failed run keeps its logs, and says where.
+
 The daemons are imported when a cluster is made: they sit above this package, which only
 names the class (`from topology import LocalCluster`).
 """
@@ -54,6 +59,8 @@ class LocalCluster:
 
         self.conf = Config.from_mapping(dict(config or {}))
         self.dir = tempfile.mkdtemp(prefix="squall-local-")
+        self.logs_dir = os.path.join(self.dir, "logs")
+        self.keep_logs = False  # shutdown() leaves logs_dir in place
         # The daemons' config: a secret for code signing and worker traffic even when the
         # user gave none (a random one per cluster), and loopback for the workers.
         internal = self.conf.with_overrides({
@@ -70,7 +77,8 @@ class LocalCluster:
         self._supervisor = Supervisor(
             internal, kill_workers=True, state_factory=lambda _c: MemoryClusterState(backend),
             home=self.dir, supervisor_id=self.supervisor_id, slots=[],
-            parent_pid=os.getpid(), worker_sys_path=sys.path, hostname=HOST, upload_every=0)
+            parent_pid=os.getpid(), worker_sys_path=sys.path, hostname=HOST, upload_every=0,
+            serve_logs=False)
         self._nimbus = Nimbus(internal, state_factory=lambda _c: MemoryClusterState(backend),
                               api=False)
         self._threads: list[threading.Thread] = []
@@ -97,7 +105,12 @@ class LocalCluster:
     def __enter__(self) -> LocalCluster:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, Exception) and not self.keep_logs:
+            self.keep_logs = True
+            if os.path.isdir(self.logs_dir):
+                log.warning("local cluster: failed with %s; worker logs kept in %s",
+                            exc_type.__name__, self.logs_dir)
         self.shutdown()
 
     def submit(self, topology: Topology, name: str | None = None,
@@ -209,7 +222,7 @@ class LocalCluster:
             self._wait(running, timeout, f"{name!r} to run")
         except TimeoutError:
             raise TimeoutError(f"topology {name!r}: workers not running after {timeout:g} s "
-                               f"(logs in {self.dir}/logs)") from None
+                               f"(logs in {self.logs_dir})") from None
 
     def request_dumps(self, name: str, timeout: float = 10.0) -> dict[int, dict[str, Any]]:
         """Ask every worker for what it captured (testing mode) and wait for the answers."""
@@ -227,9 +240,24 @@ class LocalCluster:
             thread.join(timeout=SETTLE_TIMEOUT)
         self._nimbus.close()
         self.state.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._remove_dir()
         atexit.unregister(self.shutdown)
         log.info("local cluster: stopped")
+
+    def _remove_dir(self) -> None:
+        if not self.keep_logs or not os.path.isdir(self.logs_dir):
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        for entry in os.scandir(self.dir):
+            if entry.path == self.logs_dir:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
 
     # ---------------------------------------------------------- internals
 
