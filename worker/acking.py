@@ -12,9 +12,9 @@ to it so far, and None once it has been acked or failed.
 
 - A spout emit opens a tree (`AckOutbox.open_tree`): a root, one edge per target, and an
   init (root, XOR of those edges, spout task) for the acker.
-- A bolt emit anchored to tuples (`BoltCollector._anchor`, unrolled in its `emit`): one new
-  edge per target, XORed into every anchor's ackval; the child carries that edge under
-  every root of its anchors.
+- A bolt emit anchored to tuples (`BoltCollector._anchor`, unrolled in its `emit`): per
+  target and anchor a new edge, XORed into the anchor's ackval and into the child's id under
+  each root of that anchor (a new edge per anchor: two anchors of one tree must not cancel).
 - Acking a tuple (`AckOutbox.ack`) sends, per root, its edge XOR its ackval; failing it
   (`AckOutbox.fail`) sends its roots.
 

@@ -168,9 +168,8 @@ class BoltCollector(Collector):
 
     `emit(anchors=None)` anchors to `current` if the bolt auto-anchors: the executor sets it
     to the input tuple while `process` runs and to None otherwise, so emits from ticks and
-    timers are unanchored. Anchoring (see worker.acking) gives each target a new edge, XORs
-    it into every anchor's ackval and gives the child that edge under every anchor's root;
-    `emit`'s inline case (one anchor in one tree: nearly every emit) is `_anchor` unrolled.
+    timers are unanchored. Anchoring (see worker.acking) is `_anchor`; `emit`'s inline case
+    (one anchor in one tree: nearly every emit) is `_anchor` unrolled for one anchor.
     """
 
     def __init__(self, component: str, task: int, routes: Mapping[str, Route],
@@ -202,7 +201,7 @@ class BoltCollector(Collector):
                     rows.append(values)
                     rows.append((root, edge))
             except TypeError:
-                self._anchor((current,), 0)  # raises the clear error
+                self._anchor((current,))  # raises the clear error
         elif anchors or (current is not None and current.id):
             self._write(code, values, targets, anchors or (current,))
         else:  # unanchored, or anchored to untracked tuples
@@ -240,14 +239,15 @@ class BoltCollector(Collector):
             rows = out.get(t)
             if rows is None:
                 rows = out[t] = []
-            ids = self._anchor(anchors, new_id()) if anchors else UNTRACKED
+            ids = self._anchor(anchors) if anchors else UNTRACKED
             rows.append(code)
             rows.append(values)
             rows.append(ids)
 
-    def _anchor(self, anchors: Sequence[Any], edge: int) -> tuple[int, ...]:
-        """The ids of a child sent on `edge`, anchored to `anchors`; XORs the edge into every
-        tracked anchor. Raises TopologyError, changing nothing, if one was acked or failed."""
+    def _anchor(self, anchors: Sequence[Any]) -> tuple[int, ...]:
+        """The ids of a child anchored to `anchors`: a new edge per tracked anchor, XORed
+        into that anchor's ackval and into the child's id under each of that anchor's
+        roots. Raises TopologyError, changing nothing, if an anchor was acked or failed."""
         tracked = [a for a in anchors if a is not None and a.id]
         for a in tracked:
             if a._ackval is None:
@@ -255,6 +255,7 @@ class BoltCollector(Collector):
                                     "which was already acked or failed")
         child: dict[int, int] = {}
         for a in tracked:
+            edge = new_id()
             a._ackval ^= edge
             ids = a.id
             for i in range(0, len(ids), 2):
