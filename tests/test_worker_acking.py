@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from acker.ledger import AckerLedger
-from acker.rotating import RotatingMap
 from topology.errors import TopologyError
 from topology.tuple import StreamInfo, Tuple
 from worker.acking import UNTRACKED, AckOutbox
@@ -35,7 +34,7 @@ class Trees:
     def __init__(self) -> None:
         self.outbox = AckOutbox()
         self.ledger = AckerLedger()
-        self.pending: RotatingMap[int, tuple[Any, float]] = RotatingMap(4)
+        self.pending: dict[int, tuple[Any, float]] = {}
         self.spout = SpoutCollector("src", SPOUT, {"default": route([A])}, {}, None,
                                     self.outbox, self.pending)
         self.stats: dict[int, ExecutorStats] = {}
@@ -58,8 +57,7 @@ class Trees:
         return sorted(r for r, _ in acked), sorted(r for r, _ in failed)
 
     def root_of(self, msg_id: Any) -> int:
-        return next(root for root in self.pending
-                    if self.pending.get(root)[0] == msg_id)
+        return next(root for root, (m, _) in self.pending.items() if m == msg_id)
 
 
 def test_one_anchor_completes_when_every_descendant_is_acked() -> None:
@@ -243,7 +241,7 @@ def test_count_and_stats_agree_across_every_emit_path() -> None:
 
 
 def test_without_ackers_reliable_spout_tuples_complete_at_once() -> None:
-    pending: RotatingMap[int, tuple[Any, float]] = RotatingMap(4)
+    pending: dict[int, tuple[Any, float]] = {}
     spout = SpoutCollector("src", SPOUT, {"default": route([A])}, {}, None, None, pending)
     spout.emit(["x"], msg_id="m")
     assert spout.instant == ["m"] and len(pending) == 0

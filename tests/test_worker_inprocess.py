@@ -43,7 +43,8 @@ class InProcess:
 
     def start(self, port: int) -> Worker:
         codec = Codec(KEY, topology_tag(self.topology_id), worker_id(HOST, port))
-        transport = self.network.transport(codec, HOST, port)
+        transport = self.network.transport(
+            codec, HOST, port, max_message_bytes=int(self.conf["worker.max.message.bytes"]))
         worker = Worker(self.topology, self.conf, self.topology_id, HOST, port, KEY,
                         transport=transport, clock=lambda: self.now)
         worker.apply_assignment(self.assignment, self.now)
@@ -136,7 +137,8 @@ def word_count(**config: Any) -> Topology:
 
 
 def expected_counts() -> collections.Counter[str]:
-    return collections.Counter(w for line in Lines.lines for w in line.split()) * 2
+    once = collections.Counter(w for line in Lines.lines for w in line.split())
+    return collections.Counter({w: 2 * n for w, n in once.items()})
 
 
 def final_counts(cluster: InProcess) -> dict[str, int]:
@@ -161,20 +163,37 @@ def test_two_workers_count_every_word_once_and_ack_every_line() -> None:
         assert hb is not None and hb["rejected"] == 0 and hb["dropped"] == 0
 
 
+class Endless(Lines):
+    lines = Lines.lines * 100
+
+
 def test_a_worker_that_is_not_read_pauses_the_spouts_and_nothing_is_lost() -> None:
-    cluster = InProcess(word_count())
+    b = TopologyBuilder("endless")
+    b.set_spout("src", Endless(), parallelism=2)
+    b.set_bolt("split", Split, parallelism=3).shuffle_grouping("src")
+    b.set_bolt("count", Count, parallelism=3).fields_grouping("split", ["word"])
+    cluster = InProcess(b.build(config={"topology.workers": 2}))
     first, second = cluster.workers
+    assert first.loop is not None
     cluster.run_until(lambda: cluster.total("count", "executed") > 0)
-    for _ in range(3000):  # `second` reads nothing: `first` backs up, then stops emitting
+    for _ in range(3000):  # `second` reads nothing: `first` backs up
         cluster.turn([first])
-    assert first.loop is not None and first.loop.backpressure.overloaded
-    emitted = cluster.total("src", "acked") + sum(len(s.pending) for s in cluster.executors("src"))
+    assert first.loop.backpressure.overloaded and first.transport.backlog() > 0
+
+    def emitted() -> int:
+        return sum(s.collector.emits for s in cluster.executors("src"))
+
+    before = emitted()
     for _ in range(500):
         cluster.turn([first])
-    assert cluster.total("src", "acked") + sum(
-        len(s.pending) for s in cluster.executors("src")) == emitted  # paused
-    cluster.run_until(lambda: len(cluster.acked()) == 2 * len(Lines.lines))
-    assert final_counts(cluster) == expected_counts() and cluster.failed() == []
+    assert emitted() == before  # its spouts pause (and `second`'s would on its word)
+    for worker in cluster.workers:
+        worker.apply_assignment({**cluster.assignment, "version": 2, "active": False},
+                                cluster.now)
+    cluster.run_until(lambda: all(len(s.pending) == 0 for s in cluster.executors("src")))
+    assert cluster.failed() == [] and len(cluster.acked()) == emitted()
+    assert cluster.total("count", "executed") == sum(
+        r.emitted for e in cluster.executors("split") for r in e.routes.values())
 
 
 def test_data_over_the_high_watermark_is_parked_not_dropped() -> None:
@@ -342,3 +361,24 @@ def test_executors_are_built_complete_and_bound_to_their_components() -> None:
         obj = executor.spout if executor.kind == "spout" else executor.bolt  # type: ignore
         assert obj.emit == executor.collector.emit  # type: ignore[union-attr]
         assert executor.collector.routes is executor.routes  # type: ignore[union-attr]
+
+
+class Hold(Bolt):
+    auto_ack = False
+
+    def process(self, tup: Any) -> None:
+        pass
+
+
+def test_after_a_stall_what_waited_longer_than_the_timeout_fails_at_the_next_turn() -> None:
+    b = TopologyBuilder("stall")
+    b.set_spout("src", Once())
+    b.set_bolt("hold", Hold).shuffle_grouping("src")
+    cluster = InProcess(b.build(config={"topology.workers": 1,
+                                        "topology.message.timeout.secs": 1}), workers=1)
+    (spout,) = cluster.executors("src")
+    cluster.run_until(lambda: len(spout.pending) == len(Lines.lines), dt=0.0001)
+    assert cluster.failed() == []
+    cluster.turn(dt=5.0)  # the loop was stuck (in user code, say) for five seconds
+    assert cluster.failed() == list(range(len(Lines.lines)))
+    assert spout.stats.timed_out == len(Lines.lines) and not spout.pending

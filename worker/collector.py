@@ -17,7 +17,6 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from acker.rotating import RotatingMap
 from topology.errors import TopologyError
 from worker.acking import UNTRACKED, AckOutbox, new_id
 from worker.routing import Route
@@ -110,7 +109,7 @@ class SpoutCollector(Collector):
 
     def __init__(self, component: str, task: int, routes: Mapping[str, Route],
                  system_codes: Mapping[str, int], capture: list[Any] | None,
-                 outbox: AckOutbox | None, pending: RotatingMap[int, tuple[Any, float]]) -> None:
+                 outbox: AckOutbox | None, pending: dict[int, tuple[Any, float]]) -> None:
         super().__init__(component, task, routes, system_codes, capture)
         self.outbox = outbox  # None: no acker tracks anything
         self.pending = pending
@@ -150,7 +149,7 @@ class SpoutCollector(Collector):
                 rows.append(code)
                 rows.append(values)
                 rows.append((root, edge))
-            self.pending.put_new(root, (msg_id, self.now))
+            self.pending[root] = (msg_id, self.now)
             self.tracked += 1
         else:  # reliable, but nothing will track the tree: it is complete now
             self.instant.append(msg_id)

@@ -39,7 +39,6 @@ from itertools import islice
 from typing import Any, ClassVar, Protocol
 
 from acker.ledger import AckerLedger
-from acker.rotating import RotatingMap
 from topology.context import TopologyContext
 from topology.tuple import StreamInfo, Tuple
 from worker.acking import AckOutbox
@@ -51,7 +50,7 @@ from worker.stats import ExecutorStats
 
 log = logging.getLogger(__name__)
 
-PENDING_BUCKETS = 4  # a spout tuple times out between 1 and 4/3 message timeouts
+ACKER_BUCKETS = 4  # an acker forgets a tree between 1 and 4/3 message timeouts after init
 
 
 class LoopServices(Protocol):
@@ -141,7 +140,9 @@ class SpoutExecutor(Executor):
         self.spout = env.obj
         self.max_pending = int(env.conf.get("topology.max.spout.pending") or 0)
         self.timeout = float(env.conf["topology.message.timeout.secs"])
-        self.pending: RotatingMap[int, tuple[Any, float]] = RotatingMap(PENDING_BUCKETS)
+        # root -> (msg id, emit time), oldest first: a dict keeps insertion order, and
+        # tuples are inserted in emit order, so expiry stops at the first young one.
+        self.pending: dict[int, tuple[Any, float]] = {}
         self.collector = SpoutCollector(env.component, env.task, env.routes, env.system_codes,
                                         env.capture, env.outbox, self.pending)
         self.captured: tuple[list[Any], list[Any]] | None = \
@@ -195,23 +196,31 @@ class SpoutExecutor(Executor):
 
     def outcomes(self, acked: Sequence[int], failed: Sequence[int], now: float) -> None:
         """The acker's verdicts on roots of this task (unknown roots timed out already)."""
-        pending = self.pending
+        pop = self.pending.pop
         latency = self.stats.complete_latency
         for root in acked:
-            entry = pending.pop(root)
+            entry = pop(root, None)
             if entry is not None:
                 latency.add(now - entry[1])
                 self.tree_acked(entry[0])
         for root in failed:
-            entry = pending.pop(root)
+            entry = pop(root, None)
             if entry is not None:
                 self.tree_failed(entry[0])
 
     def expire(self, now: float) -> None:
-        """Rotate the pending map: what falls out timed out and is failed."""
-        for msg_id, _ in self.pending.rotate().values():
+        """Fail the tuples emitted `topology.message.timeout.secs` ago or more (the loop
+        calls this every third of the timeout, and at once after a stall)."""
+        pending = self.pending
+        cutoff = now - self.timeout
+        late = []
+        for root, (_, emitted_at) in pending.items():
+            if emitted_at > cutoff:
+                break
+            late.append(root)
+        for root in late:
             self.stats.timed_out += 1
-            self.tree_failed(msg_id)
+            self.tree_failed(pending.pop(root)[0])
 
     def tree_acked(self, msg_id: Any) -> None:
         """A tree completed. Override to hold the ack (then call deliver_ack later)."""
@@ -357,7 +366,7 @@ class AckerExecutor(Executor):
 
     kind = "acker"
 
-    def __init__(self, env: TaskEnv, buckets: int = PENDING_BUCKETS) -> None:
+    def __init__(self, env: TaskEnv, buckets: int = ACKER_BUCKETS) -> None:
         super().__init__(env)
         self.ledger = AckerLedger(buckets)
 

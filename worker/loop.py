@@ -57,12 +57,15 @@ class Services:
         self.watched: dict[Any, Callable[[float], None]] = {}
 
     def watch(self, source: Any, on_readable: Callable[[float], None]) -> None:
-        """Call `on_readable(now)` from the loop whenever `source` (a zmq socket or a file
-        descriptor) is readable; the callback must read without blocking."""
+        """Call `on_readable(now)` from the loop whenever `source` (a zmq socket, a file
+        descriptor, or an object with a fileno()) is readable; the callback must read
+        without blocking."""
+        source = _pollable(source)
         self.watched[source] = on_readable
         self.poller.register(source, zmq.POLLIN)
 
     def unwatch(self, source: Any) -> None:
+        source = _pollable(source)
         if self.watched.pop(source, None) is not None:
             self.poller.unregister(source)
 
@@ -72,6 +75,13 @@ class Services:
             callback = self.watched.get(source)
             if callback is not None:
                 callback(now)
+
+
+def _pollable(source: Any) -> Any:
+    """What zmq.Poller gives back for `source`: a zmq socket itself, else its fd as an int."""
+    if isinstance(source, zmq.Socket) or isinstance(source, int):
+        return source
+    return source.fileno()
 
 
 class Loop:

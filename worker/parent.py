@@ -160,8 +160,9 @@ class ParentLink:
         poller = zmq.Poller()
         poller.register(self.control.socket, zmq.POLLIN)
         poller.register(self._end, zmq.POLLIN)
-        if self.signals is not None:
-            poller.register(self.signals, zmq.POLLIN)
+        signals = self.signals.fileno() if self.signals is not None else None
+        if signals is not None:
+            poller.register(signals, zmq.POLLIN)  # a plain fd comes back from poll as its int
         next_pid_check = 0.0
         try:
             while True:
@@ -171,7 +172,7 @@ class ParentLink:
                     self._from_parent(now)
                 if self._end in ready and not self._from_loop(now):
                     return
-                if self.signals is not None and self.signals in ready:
+                if signals is not None and signals in ready:
                     self._signalled()
                 if self.parent_pid is not None and now >= next_pid_check:
                     next_pid_check = now + PARENT_PID_EVERY
