@@ -382,3 +382,29 @@ def test_after_a_stall_what_waited_longer_than_the_timeout_fails_at_the_next_tur
     cluster.turn(dt=5.0)  # the loop was stuck (in user code, say) for five seconds
     assert cluster.failed() == list(range(len(Lines.lines)))
     assert spout.stats.timed_out == len(Lines.lines) and not spout.pending
+
+
+class KeepEveryThird(Bolt):
+    """Keeps every third tuple it gets (the executor may reuse the others' objects)."""
+
+    def prepare(self, conf: Any, context: Any) -> None:
+        self.kept: list[tuple[Any, list[Any], Any]] = []
+        self.seen = 0
+
+    def process(self, tup: Any) -> None:
+        self.seen += 1
+        if self.seen % 3 == 0:
+            self.kept.append((tup, list(tup.values), tup.id))
+
+
+def test_a_tuple_a_bolt_keeps_is_never_changed_by_later_tuples() -> None:
+    b = TopologyBuilder("keep")
+    b.set_spout("src", Once())
+    b.set_bolt("keep", KeepEveryThird).shuffle_grouping("src")
+    cluster = InProcess(b.build(config={"topology.workers": 1}), workers=1)
+    cluster.run_until(lambda: len(cluster.acked()) == len(Lines.lines))
+    (keep,) = cluster.executors("keep")
+    kept = keep.bolt.kept
+    assert len(kept) == len(Lines.lines) // 3
+    assert len({id(tup) for tup, _, _ in kept}) == len(kept)
+    assert all(tup.values == values and tup.id == ids for tup, values, ids in kept)

@@ -116,7 +116,6 @@ class SpoutCollector(Collector):
         self.instant: list[Any] = []  # msg ids complete at emit (nothing tracks them)
         self.now = 0.0  # the loop's time, set by the executor before each slice
         self.emits = 0  # emit calls (the spout loop asks if next_tuple emitted anything)
-        self.tracked = 0  # tuples emitted with a msg id that the acker tracks
 
     def emit(self, values: Sequence[Any], msg_id: Any = None, stream: str = "default") -> list[int]:
         route = self.routes.get(stream)
@@ -150,7 +149,6 @@ class SpoutCollector(Collector):
                 rows.append(values)
                 rows.append((root, edge))
             self.pending[root] = (msg_id, self.now)
-            self.tracked += 1
         else:  # reliable, but nothing will track the tree: it is complete now
             self.instant.append(msg_id)
             for t in targets:

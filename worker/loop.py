@@ -106,6 +106,7 @@ class Loop:
         self.malformed = 0  # verified messages whose payload made no sense (version skew)
         self.last_flush = 0.0
         self.unflushed = 0  # tuples emitted since the last flush
+        self.turns = 0
         self._next_check = 0.0
         self._next_watch = 0.0
         # Read by the parent link's thread to say where a stuck loop is stuck.
@@ -122,6 +123,7 @@ class Loop:
     def turn(self, now: float) -> bool:
         """One turn of the loop; True if it did any work."""
         self.turn_started = now
+        self.turns += 1
         for timer in self.schedule.pop_due(now):
             timer.callback(now)
         if now >= self._next_watch and self.services.watched:

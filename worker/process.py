@@ -246,6 +246,7 @@ class Worker:
             "received_messages": self.transport.received_messages,
             "spouts_paused": loop.spouts_held if loop else False,
             "flushes": self.flushes,
+            "turns": loop.turns if loop else 0,
             "stalled_secs": 0.0, "stalled_in": None,
         }
         if self.link is not None:
