@@ -50,9 +50,9 @@ KIND_NAMES = {DATA: "data", ACKER: "acker", BACKPRESSURE: "backpressure", CONTRO
 _HEADER = struct.Struct("!BBBI8s")  # version, kind, format, sender id, topology tag
 MARSHAL = 0
 PICKLE = 1
-# Version 2: without the back-references of versions 3 and 4, which cost a hash-table entry
-# per object that is also held elsewhere (every value list of a batch is) and load slower.
-MARSHAL_VERSION = 2
+# Version 4: short ASCII strings without an encoding step. It notes a back-reference for
+# every object held elsewhere too, so senders let go of what they encode (see dispatch).
+MARSHAL_VERSION = 4
 MAC_SIZE = 16
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -167,6 +167,23 @@ def encode_lane(dest: int, src: int, code: int, values: list[Any], ids: list[Any
     else:
         packed = ids
     return [dest, src, code, values, packed]
+
+
+def split_lanes(lanes: list[list[Any]]) -> list[list[list[Any]]]:
+    """Encoded lanes in two halves (one lane of several tuples is cut in two)."""
+    if len(lanes) > 1:
+        middle = len(lanes) // 2
+        return [lanes[:middle], lanes[middle:]]
+    dest, src, code, values, ids = lanes[0]
+    middle = len(values) // 2
+    if ids is None:
+        first, second = None, None
+    elif isinstance(ids, bytes):
+        first, second = ids[:16 * middle], ids[16 * middle:]
+    else:
+        first, second = ids[:middle], ids[middle:]
+    return [[[dest, src, code, values[:middle], first]],
+            [[dest, src, code, values[middle:], second]]]
 
 
 def decode_lane(lane: Any) -> tuple[int, int, int, int, Iterator[tuple[Any, Any]]]:
