@@ -148,6 +148,15 @@ class Dispatcher:
             mine, peers, _ = by_worker(shares, self.ackers, self.locations)
             for task, share in mine.items():
                 self.deliver_outcomes(*self.ackers[task].handle(*share), now)
+        self._send_acking(peers)
+
+    def send_verdicts(self) -> None:
+        """Send the verdicts waiting for other workers' spouts now (they end a tree's
+        latency; the acks for ackers wait for the flush)."""
+        if self._verdicts:
+            self._send_acking({})
+
+    def _send_acking(self, peers: dict[Address, dict[int, AckShare]]) -> None:
         verdicts, self._verdicts = self._verdicts, {}
         for address in peers.keys() | verdicts.keys():
             shares_out = {t: encode_ack_share(*share)

@@ -1,13 +1,15 @@
 """The worker's loop: one thread runs every executor of the worker, so the hot path takes no
 locks.
 
-Each turn runs the timers that are due, reads what arrived (`receive`), lets each bolt
-process a slice of its queue and each spout emit a slice (unless backpressure, deactivation
-or a silent parent holds them), and flushes outgoing batches when the turn did nothing, when
-the last flush is `worker.flush.interval.ms` old or when a batch's worth was emitted. An
-idle loop sleeps in a poll on the transport and the watched sources until a message comes,
-a timer is due or, when the spouts may run, a millisecond has passed (an idle spout is
-asked again soon, like Storm's 1 ms wait).
+Each turn runs the timers that are due, reads what arrived (`receive`), lets each bolt,
+upstream first, process a slice of its queue and each spout emit a slice (unless
+backpressure, deactivation or a silent parent holds them), and flushes outgoing batches
+when the turn did nothing, when the last flush is `worker.flush.interval.ms` old or when a
+batch's worth was emitted; the acker's verdicts for other workers' spouts leave as soon as
+they are known, since they end a tuple tree's latency. An idle loop sleeps in a poll on
+the transport and the watched sources until a message comes, a timer is due or, when the
+spouts may run, a millisecond has passed (an idle spout is asked again soon, like Storm's
+1 ms wait).
 
 Everything that arrives is read and verified at once, so acks, fails and backpressure are
 never stuck behind data. Data that would take the bolts' queues over the high watermark is
@@ -87,7 +89,8 @@ def _pollable(source: Any) -> Any:
 class Loop:
     def __init__(self, tasks: TaskSet, dispatcher: Dispatcher, transport: Transport,
                  services: Services, backpressure: Backpressure, *, high_watermark: int,
-                 flush_interval: float, batch_size: int) -> None:
+                 flush_interval: float, batch_size: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.spouts = tasks.spouts
         self.bolts = tasks.bolts
         self.dispatcher = dispatcher
@@ -98,6 +101,7 @@ class Loop:
         self.high_watermark = high_watermark
         self.flush_interval = flush_interval
         self.batch_size = batch_size
+        self.clock = clock
         self.peers: list[Address] = []
         self.active = False
         self.spouts_held = False  # the parent went silent: its work may be moving elsewhere
@@ -113,8 +117,9 @@ class Loop:
         self.turn_started = 0.0
         self.current: Executor | None = None
 
-    def run(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def run(self) -> None:
         """Turn until `stopping` is set."""
+        clock = self.clock
         while not self.stopping:
             now = clock()
             if not self.turn(now):
@@ -133,8 +138,8 @@ class Loop:
             self._next_check = now + CHECK_EVERY
             self.check_load(now)
         busy = self.receive(now)
-        if self.run_bolts():
-            busy = True
+        if self.run_bolts():  # upstream first (see worker.tasks): a turn carries a tuple
+            busy = True  # through every step this worker runs
         if self.spouts_may_run(now) and self.run_spouts(now):
             busy = True
         if not busy or now - self.last_flush >= self.flush_interval:
@@ -185,6 +190,7 @@ class Loop:
                     self.backpressure.peer_said(sender, payload, now)
             except (BadMessage, AttributeError, TypeError, ValueError) as e:
                 self._malformed(kind, e)
+        dispatcher.send_verdicts()
         return taken > 0
 
     def _take_data(self, message: bytes) -> None:

@@ -100,7 +100,7 @@ class Worker:
                 timer.callback(now)
             self.services.poll(WAIT_POLL_MS, now)
         if self.loop is not None and not self.stop_requested:
-            self.loop.run(self.clock)
+            self.loop.run()
         self.shutdown()
         return self.exit_code
 
@@ -152,7 +152,7 @@ class Worker:
                          Backpressure(int(conf["worker.queue.high.watermark"]), (), now),
                          high_watermark=int(conf["worker.queue.high.watermark"]),
                          flush_interval=float(conf["worker.flush.interval.ms"]) / 1000.0,
-                         batch_size=int(conf["worker.batch.size"]))
+                         batch_size=int(conf["worker.batch.size"]), clock=self.clock)
         self.loop.stopping = self.stop_requested
         for executor in tasks.all():
             executor.open()

@@ -67,6 +67,22 @@ def system_streams(topology: Topology) -> SystemStreams:
     return out
 
 
+def depths(topology: Topology) -> dict[str, int]:
+    """Each component's distance from the spouts: 0 for a spout, else one more than its
+    farthest input (the topology is a DAG: builder.validate refuses cycles)."""
+    depth: dict[str, int] = {}
+
+    def visit(cid: str) -> int:
+        if cid not in depth:
+            spec = topology.components[cid]
+            depth[cid] = 1 + max((visit(g.source) for g in spec.inputs), default=-1)
+        return depth[cid]
+
+    for cid in topology.components:
+        visit(cid)
+    return depth
+
+
 @dataclass
 class TaskSet:
     """The executors of one worker, by kind."""
@@ -125,6 +141,9 @@ def build_tasks(topology: Topology, conf: Mapping[str, Any], tasks: list[int], p
             out.bolts.append(executor)
         else:
             out.others.append(executor)
+    # Upstream first: a turn then carries a tuple through every local step it has.
+    depth = depths(topology)
+    out.bolts.sort(key=lambda bolt: (depth[bolt.component], bolt.task))
     if conf.get("topology.debug"):
         for spout in out.spouts:
             log_emits(spout, port)
