@@ -83,16 +83,19 @@ class Collector:
         """Send a framework-internal tuple (a system stream of the stream table) to `tasks`,
         unanchored (a bolt's collector anchors it); the receivers' executors get it in
         `on_system`, user code never sees it."""
-        code = self._system_code(stream)
+        self._untracked(self._system_code(stream), values, tasks)
+        self.system_emitted += 1
+
+    def _untracked(self, code: int, values: Sequence[Any], targets: Iterable[int]) -> None:
+        """Rows of a tuple no acker tracks, for `targets`."""
         out = self.out
-        for t in tasks:
+        for t in targets:
             rows = out.get(t)
-            if rows is None:
+            if rows is None:  # a system stream's target that no route names
                 rows = out[t] = []
             rows.append(code)
             rows.append(values)
             rows.append(UNTRACKED)
-        self.system_emitted += 1
 
     def take_rows(self) -> Iterable[tuple[int, Rows]]:
         """(target, rows) of every target with rows waiting; each is left empty."""
@@ -133,15 +136,11 @@ class SpoutCollector(Collector):
         return targets
 
     def _send(self, route: Route, targets: list[int], values: Sequence[Any], msg_id: Any) -> None:
-        out = self.out
-        code = route.code
         if msg_id is None:
-            for t in targets:
-                rows = out[t]
-                rows.append(code)
-                rows.append(values)
-                rows.append(UNTRACKED)
+            self._untracked(route.code, values, targets)
         elif self.outbox is not None and targets:
+            out = self.out
+            code = route.code
             root, edges = self.outbox.open_tree(self.task, len(targets))
             for t, edge in zip(targets, edges, strict=True):
                 rows = out[t]
@@ -151,11 +150,7 @@ class SpoutCollector(Collector):
             self.pending[root] = (msg_id, self.now)
         else:  # reliable, but nothing will track the tree: it is complete now
             self.instant.append(msg_id)
-            for t in targets:
-                rows = out[t]
-                rows.append(code)
-                rows.append(values)
-                rows.append(UNTRACKED)
+            self._untracked(route.code, values, targets)
         route.emitted += 1
         self.emits += 1
 
@@ -201,7 +196,7 @@ class BoltCollector(Collector):
                 self._anchor((current,))  # raises the clear error
         elif anchors or (current is not None and current.id):
             self._write(code, values, targets, anchors or (current,))
-        else:  # unanchored, or anchored to untracked tuples
+        else:  # unanchored, or anchored to untracked tuples: _untracked, inline
             for t in targets:
                 rows = out[t]
                 rows.append(code)
@@ -231,12 +226,15 @@ class BoltCollector(Collector):
 
     def _write(self, code: int, values: Sequence[Any], targets: Iterable[int],
                anchors: Sequence[Any]) -> None:
+        if not anchors:
+            self._untracked(code, values, targets)
+            return
         out = self.out
         for t in targets:
             rows = out.get(t)
             if rows is None:
                 rows = out[t] = []
-            ids = self._anchor(anchors) if anchors else UNTRACKED
+            ids = self._anchor(anchors)
             rows.append(code)
             rows.append(values)
             rows.append(ids)
