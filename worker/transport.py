@@ -148,7 +148,7 @@ class _ZmqPeer:
 
     def try_send(self, message: bytes) -> bool:
         try:
-            self.data.send(message, flags=zmq.NOBLOCK, copy=False)
+            self.data.send(message, flags=zmq.NOBLOCK)
             return True
         except zmq.Again:
             return False
@@ -198,7 +198,7 @@ class ZmqTransport(_Counters):
             peer.backlog.append(message)
 
     def send_system(self, address: Address, kind: int, obj: object) -> None:
-        self._peer(address).system.send(self._encode(kind, obj), copy=False)
+        self._peer(address).system.send(self._encode(kind, obj))
 
     def backlog(self) -> int:
         return sum(len(peer.backlog) for peer in self._peers.values())
