@@ -316,13 +316,16 @@ class BoltExecutor(Executor):
         anchoring = collector.auto_anchor
         new = object.__new__
         refcount = sys.getrefcount
+        # References to a Tuple nothing kept: `tup`, getrefcount's argument, and
+        # collector.current if the bolt anchors.
+        alone = 3 if anchoring else 2
         acked = 0
         tup: Any = None
         for values, ids in rows:
-            # Tuple.__init__ without its call, and the last Tuple again when nothing kept it
-            # (only `tup` and getrefcount's argument refer to it): building a Tuple is
-            # otherwise a third of what this loop costs. One that a bolt kept stays as it is.
-            if tup is None or refcount(tup) > 2:
+            # Tuple.__init__ without its call, and the last Tuple again when nothing else
+            # refers to it: building a Tuple is otherwise a third of what this loop costs.
+            # One that a bolt kept stays as it is.
+            if tup is None or refcount(tup) > alone:
                 tup = new(Tuple)
                 tup.task = src
                 tup._info = info
@@ -341,7 +344,7 @@ class BoltExecutor(Executor):
                 acked += 1
                 if ids:
                     ack(tup)
-            collector.current = None
+        collector.current = None
         self.stats.acked += acked
 
     def _system(self, src: int, info: StreamInfo, rows: Any) -> None:
