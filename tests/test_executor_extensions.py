@@ -304,3 +304,36 @@ def test_an_executor_knows_its_task() -> None:
     for executor in cluster.workers[0].executors.all():
         assert isinstance(executor, Executor)
         assert executor.task in cluster.workers[0].tasks
+
+
+class Faulty(BoltExecutor):
+    """A timer that raises every time, and one that counts."""
+
+    def __init__(self, env: TaskEnv) -> None:
+        super().__init__(env)
+        self.ticks = 0
+        env.services.schedule.every(0.01, self.boom, 0.0, "boom")
+        env.services.schedule.every(0.01, self.count, 0.0, "count")
+
+    def boom(self, now: float) -> None:
+        raise RuntimeError("a bug in an executor's timer")
+
+    def count(self, now: float) -> None:
+        self.ticks += 1
+
+
+class FaultyBolt(Bolt):
+    executor_factory = "test_executor_extensions:Faulty"
+
+    def process(self, tup: Any) -> None:
+        pass
+
+
+def test_a_timer_that_raises_is_logged_and_the_loop_goes_on(caplog: Any) -> None:
+    b = TopologyBuilder("faulty")
+    b.set_spout("src", Numbers())
+    b.set_bolt("faulty", FaultyBolt).shuffle_grouping("src")
+    cluster = InProcess(b.build(config={"topology.workers": 1}), workers=1)
+    (faulty,) = cluster.executors("faulty")
+    cluster.run_until(lambda: faulty.ticks >= 5 and len(cluster.acked()) == Numbers.limit)
+    assert "worker loop: boom raised" in caplog.text

@@ -76,7 +76,15 @@ class Services:
         for source, _ in self.poller.poll(timeout_ms):
             callback = self.watched.get(source)
             if callback is not None:
-                callback(now)
+                _guarded(callback, now, f"the watcher of {source!r}")
+
+
+def _guarded(callback: Callable[[float], None], now: float, what: str) -> None:
+    """Run a timer's or a watcher's callback: one that raises is logged, the loop goes on."""
+    try:
+        callback(now)
+    except Exception:
+        log.exception("worker loop: %s raised", what)
 
 
 def _pollable(source: Any) -> Any:
@@ -130,7 +138,7 @@ class Loop:
         self.turn_started = now
         self.turns += 1
         for timer in self.schedule.pop_due(now):
-            timer.callback(now)
+            _guarded(timer.callback, now, timer.name)
         if now >= self._next_watch and self.services.watched:
             self._next_watch = now + WATCH_EVERY
             self.services.poll(0, now)

@@ -30,6 +30,7 @@ parent at all exits after `worker.orphan.timeout.secs`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -145,12 +146,18 @@ class ParentLink:
                 return out
 
     def post(self, message: dict[str, Any]) -> None:
-        """Hand a heartbeat or a dump to the thread, which sends it to the parent."""
-        self.socket.send_pyobj(message)
+        """Hand a heartbeat or a dump to the thread, which sends it to the parent (never
+        blocks the loop: if the thread has fallen a thousand messages behind, it is dropped)."""
+        try:
+            self.socket.send_pyobj(message, zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("worker %s: the parent link is not keeping up; dropped a %s",
+                        self.name, message.get("type"))
 
     def close(self, timeout: float = 2.0) -> None:
         """Send what was posted, then end the thread and the control channel."""
-        self.socket.send_pyobj({"type": "__close"})
+        with contextlib.suppress(zmq.Again):
+            self.socket.send_pyobj({"type": "__close"}, zmq.NOBLOCK)
         self._thread.join(timeout)
         self.socket.close(0)
 
