@@ -60,7 +60,10 @@ class AckerLedger:
         for root, val, task in inits:
             entry = entries.get(root)
             if entry is None:
-                entries[root] = [val, task, False, born]
+                if val:
+                    entries[root] = [val, task, False, born]
+                else:  # the sender folded the tree's every ack into its init
+                    acked.append((root, task))
                 continue
             entry[_TASK] = task
             if entry[_FAILED]:

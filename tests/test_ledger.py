@@ -194,3 +194,10 @@ def test_rotation_forgets_entries_in_the_order_they_came() -> None:
     ledger.ack(9, 0x9)
     assert ledger.rotate() == [1]
     assert ledger.rotate() == [2, 9]
+
+
+def test_an_init_that_already_holds_every_ack_completes_at_once() -> None:
+    # A worker that saw the whole tree between two flushes folds its acks into the init.
+    ledger = AckerLedger()
+    assert ledger.init(4, 0, spout_task=2) == Outcome(ACK, 4, 2)
+    assert len(ledger) == 0

@@ -198,13 +198,17 @@ def test_a_worker_that_is_not_read_pauses_the_spouts_and_nothing_is_lost() -> No
 
 def test_data_over_the_high_watermark_is_parked_not_dropped() -> None:
     cluster = InProcess(word_count(), **{"worker.queue.high.watermark": 5})
+    first, second = cluster.workers
     parked = []
 
     def done() -> bool:
-        parked.append(max(len(w.loop.parked) for w in cluster.workers if w.loop))
+        for _ in range(4):  # `second` reads several batches at once: those beyond the first
+            cluster.turn([first])  # wait, still encoded
+        assert second.loop is not None
+        parked.append(len(second.loop.parked))
         return len(cluster.acked()) == 2 * len(Lines.lines)
 
-    cluster.run_until(done)
+    cluster.run_until(done, workers=[second])
     assert max(parked) > 0
     assert final_counts(cluster) == expected_counts() and cluster.failed() == []
 

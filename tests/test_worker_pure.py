@@ -73,9 +73,16 @@ def test_every_worker_picks_the_same_acker_for_a_root() -> None:
 
 
 def test_shard_acks_splits_by_acker_and_drops_acks_that_cancelled_out() -> None:
-    shares = shard_acks([(2, 9, 1), (5, 8, 1)], {2: 4, 4: 0, 7: 1}, [9], ACKERS)
-    assert shares == {3: ([(2, 9, 1)], {2: 4}, []), 7: ([(5, 8, 1)], {7: 1}, [9])}
+    shares = shard_acks([(2, 9, 1), (5, 8, 1)], {6: 4, 4: 0, 7: 1}, [9], ACKERS)
+    assert shares == {3: ([(2, 9, 1)], {6: 4}, []), 7: ([(5, 8, 1)], {7: 1}, [9])}
     assert shard_acks([], {4: 0}, [], ACKERS) == {}
+
+
+def test_an_ack_of_a_tree_opened_in_the_same_flush_travels_in_its_init() -> None:
+    acks = {2: 4, 5: 8}
+    shares = shard_acks([(2, 9, 1), (5, 8, 1)], acks, [], ACKERS)
+    assert shares == {3: ([(2, 9 ^ 4, 1)], {}, []), 7: ([(5, 0, 1)], {}, [])}
+    assert acks == {2: 4, 5: 8}  # the caller's dict is left alone
 
 
 def test_group_outcomes_by_spout_task() -> None:

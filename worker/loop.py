@@ -1,9 +1,9 @@
 """The worker's loop: one thread runs every executor of the worker, so the hot path takes no
 locks.
 
-Each turn runs the timers that are due, reads what arrived (`receive`), lets each bolt,
-upstream first, process a slice of its queue and each spout emit a slice (unless
-backpressure, deactivation or a silent parent holds them), and flushes outgoing batches
+Each turn runs the timers that are due, reads what arrived (`receive`), lets each spout emit
+a slice (unless backpressure, deactivation or a silent parent holds them) and each bolt,
+upstream first, process a slice of its queue, and flushes outgoing batches
 when the turn did nothing, when the last flush is `worker.flush.interval.ms` old or when a
 batch's worth was emitted; the acker's verdicts for other workers' spouts leave as soon as
 they are known, since they end a tuple tree's latency. An idle loop sleeps in a poll on
@@ -146,10 +146,10 @@ class Loop:
             self._next_check = now + CHECK_EVERY
             self.check_load(now)
         busy = self.receive(now)
-        if self.run_bolts():  # upstream first (see worker.tasks): a turn carries a tuple
-            busy = True  # through every step this worker runs
         if self.spouts_may_run(now) and self.run_spouts(now):
             busy = True
+        if self.run_bolts():  # upstream first (see worker.tasks), after the spouts: a turn
+            busy = True  # carries a tuple through every step this worker runs
         if not busy or now - self.last_flush >= self.flush_interval:
             self.flush(now)
         return busy

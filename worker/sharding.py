@@ -25,12 +25,15 @@ def acker_of(root: int, ackers: Sequence[int]) -> int:
 
 def shard_acks(inits: Iterable[tuple[int, int, int]], acks: Mapping[int, int],
                fails: Iterable[int], ackers: Sequence[int]) -> dict[int, AckShare]:
-    """Split a worker's combined acker traffic by acker task."""
+    """Split a worker's combined acker traffic by acker task; an ack of a tree whose init
+    is among `inits` is folded into the init (XOR is associative)."""
     n = len(ackers)
     out: dict[int, AckShare] = {task: ([], {}, []) for task in ackers}
     shares = [out[task] for task in ackers]  # shares[root % n] is the root's acker's share
-    for init in inits:
-        shares[init[0] % n][0].append(init)
+    acks = dict(acks)
+    for root, xor, task in inits:
+        # Acks of the same tree from this worker travel in its init: one entry, not two.
+        shares[root % n][0].append((root, xor ^ acks.pop(root, 0), task))
     for root, val in acks.items():
         if val:  # acks that cancelled out within the worker tell the acker nothing
             shares[root % n][1][root] = val
