@@ -412,3 +412,25 @@ def test_a_tuple_a_bolt_keeps_is_never_changed_by_later_tuples() -> None:
     assert len(kept) == len(Lines.lines) // 3
     assert len({id(tup) for tup, _, _ in kept}) == len(kept)
     assert all(tup.values == values and tup.id == ids for tup, values, ids in kept)
+
+
+class Unbuildable(Bolt):
+    executor_factory = "no_such_module:Executor"
+
+
+def test_a_worker_whose_tasks_cannot_be_built_says_why_and_exits() -> None:
+    b = TopologyBuilder("unbuildable")
+    b.set_spout("src", Once())
+    b.set_bolt("bad", Unbuildable).shuffle_grouping("src")
+    topology = b.build(config={"topology.workers": 1})
+    conf = Config.from_mapping({}).with_overrides(topology.config).to_dict()
+    codec = Codec(KEY, topology_tag("u-1"), worker_id(HOST, 7000))
+    worker = Worker(topology, conf, "u-1", HOST, 7000, KEY,
+                    transport=MemoryNetwork().transport(codec, HOST, 7000), clock=lambda: 1.0)
+    tasks = {str(t): [HOST, 7000] for ts in topology.component_tasks(conf).values() for t in ts}
+    worker.apply_assignment({"version": 1, "active": True, "tasks": tasks}, 1.0)
+    assert worker.stop_requested and worker.exit_code == 1
+    hb = worker.last_heartbeat
+    assert hb is not None and hb["state"] == "failed"
+    (error,) = hb["errors"]
+    assert error["component"] == "__worker" and "no_such_module" in error["error"]

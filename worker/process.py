@@ -40,7 +40,7 @@ from worker.wire import Codec, topology_tag, worker_id
 
 log = logging.getLogger(__name__)
 
-EXIT_STOPPED, EXIT_TASKS_CHANGED = 0, 3
+EXIT_STOPPED, EXIT_FAILED, EXIT_TASKS_CHANGED = 0, 1, 3
 CONTROL_EVERY = 0.05  # how often the loop follows the parent link's "spouts paused"
 WAIT_POLL_MS = 50  # how long a worker waiting for its assignment sleeps between looks
 
@@ -81,6 +81,7 @@ class Worker:
         self.stop_requested = False
         self.exit_code = EXIT_STOPPED
         self.flushes = 0  # "flush" requests served
+        self.failed = False  # the assigned tasks could not be built
         self.last_heartbeat: dict[str, Any] | None = None
         self._windows = Windows()
         self._process = psutil.Process()
@@ -137,7 +138,14 @@ class Worker:
         self.locations.update(locations)
         if self.loop is None:
             self.tasks = mine
-            self._start(now)
+            try:
+                self._start(now)
+            except Exception as e:  # a component that cannot be built: say why, and exit
+                self.errors.report("__worker", -1, "start", e)
+                self.failed = True
+                self.heartbeat(now)
+                self.request_stop(EXIT_FAILED)
+                return
         self._reroute()
         self._set_active(bool(assignment.get("active", True)))
         self.heartbeat(now)  # say at once that the new version runs
@@ -229,7 +237,7 @@ class Worker:
             "type": "heartbeat", "topology_id": self.topology_id, "host": self.host,
             "port": self.port, "pid": os.getpid(), "version": self.version,
             "time": time.time(), "uptime": now - self.started,
-            "state": "running" if loop is not None else "waiting",
+            "state": "failed" if self.failed else "running" if loop is not None else "waiting",
             "active": self.active, "tasks": self.tasks, "executors": executors,
             "errors": self.errors.take_unsent(),
             "queued": dispatcher.queued if dispatcher else 0,
