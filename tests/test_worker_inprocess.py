@@ -434,3 +434,29 @@ def test_a_worker_whose_tasks_cannot_be_built_says_why_and_exits() -> None:
     assert hb is not None and hb["state"] == "failed"
     (error,) = hb["errors"]
     assert error["component"] == "__worker" and "no_such_module" in error["error"]
+
+
+class SlowFirst(Bolt):
+    """Its first `process` takes five (fake) seconds."""
+
+    advance: Callable[[float], None] = staticmethod(lambda seconds: None)
+
+    def prepare(self, conf: Any, context: Any) -> None:
+        self.slow = True
+
+    def process(self, tup: Any) -> None:
+        if self.slow:
+            self.slow = False
+            SlowFirst.advance(5.0)
+
+
+def test_a_tree_that_completes_after_its_timeout_is_failed_and_replayed() -> None:
+    b = TopologyBuilder("late")
+    b.set_spout("src", Lines())
+    b.set_bolt("slow", SlowFirst).shuffle_grouping("src")
+    cluster = InProcess(b.build(config={"topology.workers": 1,
+                                        "topology.message.timeout.secs": 1}), workers=1)
+    SlowFirst.advance = lambda seconds: setattr(cluster, "now", cluster.now + seconds)
+    cluster.run_until(lambda: len(cluster.acked()) == len(Lines.lines))
+    assert cluster.failed() and set(cluster.failed()) <= set(cluster.acked())
+    assert cluster.total("src", "timed_out") == len(cluster.failed())

@@ -194,14 +194,23 @@ class SpoutExecutor(Executor):
         return count - emitted_before
 
     def outcomes(self, acked: Sequence[int], failed: Sequence[int], now: float) -> None:
-        """The acker's verdicts on roots of this task (unknown roots timed out already)."""
+        """The acker's verdicts on roots of this task (unknown roots timed out already). A
+        tree that completed after its timeout is failed: it did, it was only not yet
+        expired (the loop was stuck, in user code, say, when its timeout came)."""
         pop = self.pending.pop
         latency = self.stats.complete_latency
+        timeout = self.timeout
         for root in acked:
             entry = pop(root, None)
-            if entry is not None:
-                latency.add(now - entry[1])
+            if entry is None:
+                continue
+            took = now - entry[1]
+            if took < timeout:
+                latency.add(took)
                 self.tree_acked(entry[0])
+            else:
+                self.stats.timed_out += 1
+                self.tree_failed(entry[0])
         for root in failed:
             entry = pop(root, None)
             if entry is not None:

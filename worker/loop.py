@@ -151,7 +151,7 @@ class Loop:
         if self.run_bolts():  # upstream first (see worker.tasks), after the spouts: a turn
             busy = True  # carries a tuple through every step this worker runs
         if not busy or now - self.last_flush >= self.flush_interval:
-            self.flush(now)
+            self.flush(self.clock())  # the turn may have taken long: its verdicts are later
         return busy
 
     def _idle_wait_ms(self, now: float) -> int:
