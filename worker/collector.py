@@ -4,7 +4,7 @@ A collector chooses the targets of each emitted tuple, gives it its ids (worker.
 appends it to its rows for that target: `out[target]` is a flat list
 [code, values, ids, code, values, ids, ...] in emit order. The loop takes those rows after
 each executor's slice (tasks of this worker) or at the next flush (tasks of other workers),
-so a tuple costs three list appends here and no object of its own.
+so a tuple costs three list appends here and no object of its own (but its ids).
 
 Collectors know nothing of executors: an executor builds its collector complete, hands it
 the shared pieces (routes, the worker's AckOutbox, the spout's pending map) and, for a bolt,
