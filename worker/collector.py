@@ -178,7 +178,9 @@ class BoltCollector(Collector):
         route = self.routes.get(stream)
         if route is None or len(values) != route.nfields:
             route = self._route(stream, values)  # raises the clear error
-        targets = route.choose(values)
+        key = route.key  # a fields grouping on one field: its chooser, inline
+        targets = (route.by_hash[hash(values[key]) % route.nkeys] if key >= 0
+                   else route.choose(values))
         out = self.out
         code = route.code
         current = self.current if anchors is None else None

@@ -24,8 +24,8 @@ from topology.tuple import SYSTEM_COMPONENT, TICK_STREAM, StreamInfo
 class Route:
     """How one task's stream is delivered: choosers for grouped consumers, direct targets."""
 
-    __slots__ = ("choose", "code", "counted", "direct_tasks", "emitted", "fanout", "nfields",
-                 "stream", "targets")
+    __slots__ = ("by_hash", "choose", "code", "counted", "direct_tasks", "emitted", "fanout",
+                 "key", "nfields", "nkeys", "stream", "targets")
 
     def __init__(self, stream: str, code: int, nfields: int, choosers: list[Chooser],
                  direct_tasks: frozenset[int], fanout: int = 0,
@@ -34,6 +34,11 @@ class Route:
         self.code = code
         self.nfields = nfields
         self.choose: Chooser = choosers[0] if len(choosers) == 1 else _combined(choosers)
+        # A lone one-field fields grouping (groupings.keyed), for emit to inline: the
+        # targets are by_hash[hash(values[key]) % len(by_hash)]; key -1 otherwise.
+        self.key: int = getattr(self.choose, "key", -1)
+        self.by_hash: list[list[int]] = getattr(self.choose, "by_hash", [])
+        self.nkeys = len(self.by_hash)
         self.targets = tuple(targets)  # every task a chooser may pick
         self.direct_tasks = direct_tasks
         self.emitted = 0
