@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cli.main import seconds
+from cluster.assignment import runs_version
 from topology.errors import SquallError
 
 SENT_PREFIXES = ("topology.", "worker.")
@@ -29,7 +31,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="topology name (default: the topology's)")
     p.add_argument("--wait", action="store_true",
                    help="wait until every worker runs the assignment")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    p.add_argument("--timeout", type=seconds, default=60.0, metavar="S",
                    help="how long --wait waits (default 60)")
     p.set_defaults(run=submit)
 
@@ -126,14 +128,6 @@ def submit(args: argparse.Namespace) -> int:
                               + (", running" if args.wait else ""))
 
 
-def runs_version(heartbeat_version: Any, assignment_version: Any) -> bool:
-    """Whether a worker's reported version is of this assignment version. Workers report
-    "{assignment}-{code}-{status}" (supervisor.wants.worker_version), not the bare number."""
-    if heartbeat_version is None or assignment_version is None:
-        return False
-    return str(heartbeat_version).split("-", 1)[0] == str(assignment_version)
-
-
 def wait_running(client: Any, name: str, timeout: float) -> dict[str, Any]:
     """Poll until every assigned worker heartbeats with the current assignment version."""
     deadline = time.monotonic() + timeout
@@ -192,7 +186,7 @@ def status(args: argparse.Namespace) -> int:
         print(line)
     for w in st["workers"]:
         hb = "no heartbeat" if w.get("heartbeat_version") is None else \
-            f"running v{w['heartbeat_version']}"
+            f"running v{_assignment_of(w['heartbeat_version'])}"
         print(f"  worker {w['host']}:{w['port']} tasks {w['tasks']}: {hb}")
     for cid, errors in sorted(st.get("errors", {}).items()):
         last = errors[-1]
@@ -212,6 +206,11 @@ def rebalance(args: argparse.Namespace) -> int:
     reply = _client(args).rebalance(args.name, args.num_workers, parallelism, args.wait)
     return _emit(args, reply, f"squall rebalance: {reply['name']!r} is {reply['status']} "
                               f"({reply['num_workers']} workers, {reply['num_tasks']} tasks)")
+
+
+def _assignment_of(version: Any) -> Any:
+    """The assignment number in a worker's reported version (cluster.assignment)."""
+    return version.get("assignment") if isinstance(version, dict) else version
 
 
 def _duration(secs: float) -> str:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from cli.loader import load_topology_file
+from cli.main import positive_seconds, seconds
 from cluster.config import parse_override
 from topology.errors import SquallError
 from worker.stats import aggregate_components
@@ -19,10 +20,10 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("local", parents=[parent], help="run a topology in local mode",
                               description="Run FILE's topology on this machine (no ZooKeeper).")
     p.add_argument("file", metavar="FILE", help="Python file defining `topology`")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
+    p.add_argument("--duration", type=seconds, default=None, metavar="S",
                    help="stop after S seconds (default: run until Ctrl-C)")
     p.add_argument("--name", default=None, help="topology name (default: the file's)")
-    p.add_argument("--interval", type=float, default=2.0, metavar="S",
+    p.add_argument("--interval", type=positive_seconds, default=2.0, metavar="S",
                    help="seconds between progress lines (default 2)")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON")
     p.add_argument("--no-ui", action="store_true", help="do not serve the dashboard")

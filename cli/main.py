@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,27 @@ COMMAND_MODULES = [
     "cli.devcluster_cmd",
     "cli.ui_cmd",
 ]
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0 (NaN would make a deadline that
+    never passes, and inf one that is never reached)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, "
+                                         f"got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ import copy
 import difflib
 import json
 import logging
+import math
 import os
 import tempfile
 import tomllib
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from topology.builder import MAX_TASKS, MAX_WORKERS
 from topology.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ def _number(lo: float = 0.0) -> Check:
     def check(v: Any) -> float | int:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError("expected a number")
+        if not math.isfinite(v):
+            raise ValueError("expected a finite number")
         if v < lo:
             raise ValueError(f"expected a number >= {lo:g}")
         return v
@@ -81,6 +85,12 @@ def _path(v: Any) -> str:
     return os.path.expanduser(_text(v))
 
 
+def _requirements(v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(r, str) and r.strip() for r in v):
+        raise ValueError("expected a list of requirement strings like ['requests==2.31.0']")
+    return [r.strip() for r in v]
+
+
 def _optional(check: Check) -> Check:
     def opt(v: Any) -> Any:
         return None if v is None else check(v)
@@ -89,11 +99,14 @@ def _optional(check: Check) -> Check:
 
 
 _port = _int(1, 65535)
+_port_or_zero = _int(0, 65535)
 
 
 def _port_list(v: Any) -> list[int]:
-    if not isinstance(v, list) or not v:
-        raise ValueError("expected a non-empty list of ports")
+    # Empty is valid here: a config shared by a nimbus-only host offers no slots, and only a
+    # supervisor needs some (it refuses to start without).
+    if not isinstance(v, list):
+        raise ValueError("expected a list of ports")
     ports = [_port(p) for p in v]
     if len(set(ports)) != len(ports):
         raise ValueError("expected distinct ports")
@@ -172,6 +185,13 @@ KEYS: dict[str, Key] = {
         Key("nimbus.session.timeout.secs", 5, _number(1),
             "Nimbus's own ZooKeeper session timeout: a standby takes over about this long "
             "after the leader dies."),
+        Key("nimbus.api.idle.timeout.secs", 10, _number(0.01),
+            "Nimbus closes an API connection that sends nothing for this long."),
+        Key("nimbus.api.request.timeout.secs", 30, _number(0.01),
+            "Longest a client may take to send a request's line and headers to nimbus (a "
+            "body gets this plus one second per 256 KiB)."),
+        Key("nimbus.api.max.connections", 64, _int(1),
+            "Most connections nimbus's API serves at once; more are answered 503 and closed."),
         Key("supervisor.host", "127.0.0.1", _text,
             "Host name workers of this supervisor are reachable at.", text=True),
         Key("supervisor.slots.ports", [6700, 6701, 6702, 6703], _port_list,
@@ -182,12 +202,21 @@ KEYS: dict[str, Key] = {
             "Time a new worker has to send its first heartbeat before it is restarted."),
         Key("supervisor.heartbeat.frequency.secs", 1, _number(0.01),
             "How often a supervisor writes its own heartbeat."),
+        Key("supervisor.logviewer.port", 8000, _port_or_zero,
+            "Port the supervisor serves its workers' logs on (0: a free port, advertised in "
+            "its registration)."),
         Key("supervisor.monitor.freq.secs", 1, _number(0.01),
             "How often the supervisor syncs its workers with the assignments."),
         Key("supervisor.worker.stop.timeout.secs", 3, _number(0),
             "How long a worker being stopped gets after SIGTERM before it is sent SIGKILL."),
         Key("ui.host", "127.0.0.1", _text, "Address the dashboard binds to.", text=True),
         Key("ui.port", 8080, _port, "Port of the dashboard and its REST API."),
+        Key("ui.idle.timeout.secs", 10, _number(0.01),
+            "The dashboard closes a connection that sends nothing for this long."),
+        Key("ui.request.timeout.secs", 30, _number(0.01),
+            "Longest a client may take to send a request to the dashboard."),
+        Key("ui.max.connections", 64, _int(1),
+            "Most connections the dashboard serves at once; more are answered 503 and closed."),
         Key("local.dir", None, _path,
             "Directory for daemon state: downloaded code, worker pids and logs.",
             text=True, default_factory=_default_local_dir),
@@ -207,8 +236,9 @@ KEYS: dict[str, Key] = {
             "Longest a partial batch waits before it is sent."),
         Key("worker.queue.high.watermark", 20000, _int(1),
             "Queued tuples above which a worker applies backpressure."),
-        Key("topology.workers", 1, _int(1), "Number of worker processes for a topology."),
-        Key("topology.acker.executors", None, _optional(_int(0)),
+        Key("topology.workers", 1, _int(1, MAX_WORKERS),
+            "Number of worker processes for a topology."),
+        Key("topology.acker.executors", None, _optional(_int(0, MAX_TASKS)),
             "Acker executors; None means one per worker, 0 disables reliability."),
         Key("topology.message.timeout.secs", 30, _number(0.001),
             "A spout tuple not fully processed within this time is failed."),
@@ -216,6 +246,9 @@ KEYS: dict[str, Key] = {
             "Most pending (un-acked) tuples per spout task; None means unlimited."),
         Key("topology.tick.tuple.freq.secs", None, _optional(_number(0.001)),
             "Send each bolt a tick tuple this often; None disables ticks."),
+        Key("topology.requirements", [], _requirements,
+            "PyPI requirements the topology's workers run with: each supervisor builds (and "
+            "caches) a virtual environment for them."),
         Key("topology.debug", False, _bool, "Log every emitted tuple."),
         Key("topology.max.error.report.per.interval", 5, _int(1),
             "Most errors a task reports per error throttle interval."),

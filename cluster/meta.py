@@ -36,7 +36,7 @@ def topology_meta(
         "name": topology.name,
         "status": status,
         "submitted": time.time() if submitted is None else submitted,
-        "owner": owner or _user(),
+        "owner": owner or current_user(),
         "code_version": code_version,
         "conf": safe_conf,
         **topology.describe(conf),
@@ -44,7 +44,8 @@ def topology_meta(
     }
 
 
-def _user() -> str:
+def current_user() -> str:
+    """The name of the user running this process ("unknown" when there is none)."""
     try:
         return getpass.getuser()
     except Exception:  # no user name in a bare container

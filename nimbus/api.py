@@ -1,4 +1,5 @@
-"""Nimbus's HTTP/JSON API (stdlib ThreadingHTTPServer). Wire details are in nimbus.protocol.
+"""Nimbus's HTTP/JSON API, on the shared server of cluster.http. Wire details are in
+nimbus.protocol.
 
     GET  /api/v1/nimbus                          this nimbus: id, leader?, leader_address
     GET  /api/v1/topologies                      {"topologies": [summary, ...]}
@@ -11,216 +12,152 @@
     POST /api/v1/topologies/NAME/rebalance       {"workers": n, "parallelism": {c: n},
                                                   "wait": secs}          -> summary
 
-Errors are {"error": "one line"} with 400 (malformed request, invalid topology, action not
-allowed), 401 (secret), 404 (unknown topology or path), 405, 409 (duplicate name), 413 (body
-over `nimbus.code.max.bytes`), 500 (a bug), 503 (a standby: also "leader": "host:port").
+Errors are JSON {"error": "one line", "errorMessage": the same} with 400 (malformed request,
+invalid topology or name, a non-finite number, action not allowed), 401 (secret), 404
+(unknown topology or path), 405, 408 (request too slow), 409 (duplicate name), 411 (a
+Transfer-Encoding), 413 (a package over `nimbus.code.max.bytes`, any other body over 64 KiB),
+500 (a bug), 503 (a standby: also "leader": "host:port"; or too many connections).
+
+The signature is checked on the request line and headers, before the body is read (see
+nimbus.protocol); its stamp is claimed in the cluster state, so a replay is refused by every
+nimbus, also after a restart.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from cluster.config import Config
+from cluster.http import HttpError, Limits, Request, Route, Router, Server
 from cluster.state import StateError
 from nimbus.protocol import (
-    ACTIONS,
     AUTH_HEADER,
     NIMBUS,
+    NONCE_TTL_SECS,
     TOPOLOGIES,
     BadRequest,
     NimbusError,
     NotFound,
     NotLeader,
-    SeenStamps,
-    TooLarge,
     check_auth,
+    check_body,
+    check_parallelism,
+    check_wait,
+    check_workers,
+    loads_finite,
 )
+from topology.builder import name_problem
 
 if TYPE_CHECKING:
     from nimbus.daemon import Nimbus
 
 log = logging.getLogger(__name__)
 
-DRAIN_LIMIT = 1 << 30  # read (and drop) an oversized body up to this, so the client sees 413
-CHUNK = 1 << 16
+ACTION_BODY_BYTES = 64 * 1024
 
 
-class MethodNotAllowed(NimbusError):
-    status = 405
+class ApiServer(Server):
+    """The API server of one nimbus; `start()` serves it on threads, `stop()` ends it."""
 
-
-class ApiServer(ThreadingHTTPServer):
-    """The API server of one nimbus; requests are served on threads, `start()` runs it."""
-
-    daemon_threads = True
-    allow_reuse_address = True
+    software = "squall-nimbus"
 
     def __init__(self, nimbus: Nimbus, config: Config) -> None:
         self.nimbus = nimbus
         self.secret: str | None = config["cluster.secret"]
-        self.seen = SeenStamps()  # signatures already used: a replayed request is refused
-        self.max_bytes = int(config["nimbus.code.max.bytes"])
+        router = Router()
+        router.add("GET", NIMBUS, lambda r: nimbus.info())
+        router.add("GET", TOPOLOGIES, lambda r: {"topologies": nimbus.list_topologies()})
+        router.add("POST", TOPOLOGIES, self._submit, max_body=int(config["nimbus.code.max.bytes"]),
+                   limit_name="nimbus.code.max.bytes")
+        router.add("GET", f"{TOPOLOGIES}/{{name}}",
+                   lambda r: _by_name(nimbus.topology_status, r.params["name"]))
+        router.add("POST", f"{TOPOLOGIES}/{{name}}/kill", self._kill)
+        router.add("POST", f"{TOPOLOGIES}/{{name}}/activate",
+                   lambda r: _by_name(nimbus.activate, r.params["name"]))
+        router.add("POST", f"{TOPOLOGIES}/{{name}}/deactivate",
+                   lambda r: _by_name(nimbus.deactivate, r.params["name"]))
+        router.add("POST", f"{TOPOLOGIES}/{{name}}/rebalance", self._rebalance)
+        limits = Limits.from_config(config, "nimbus.api", ACTION_BODY_BYTES)
         try:
-            super().__init__((config["nimbus.host"], int(config["nimbus.port"])), Handler)
+            super().__init__((config["nimbus.host"], int(config["nimbus.port"])), router, limits,
+                             f"nimbus {nimbus.id} api")
         except OSError as e:
             raise StateError(f"nimbus: cannot listen on {config['nimbus.host']}:"
                              f"{config['nimbus.port']}: {e.strerror}") from e
-        self.port = int(self.server_address[1])
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="nimbus-api", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    # --- the server's hooks ---------------------------------------------------------------------
 
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self.shutdown()
-        self.server_close()
+    def authenticate(self, request: Request, route: Route) -> None:
+        request.auth = check_auth(self.secret, request.headers.get(AUTH_HEADER), request.method,
+                                  request.target, time.time(), self._claim)
 
+    def after_body(self, request: Request, route: Route) -> None:
+        check_body(request.auth, request.body)
 
-class Handler(BaseHTTPRequestHandler):
-    server: ApiServer
-    protocol_version = "HTTP/1.1"
-    server_version = "squall-nimbus"
+    def _claim(self, stamp: str, when: float) -> bool:
+        state = self.nimbus.state
+        if state is None:
+            raise StateError(f"{self.name}: not started")
+        return state.claim_nonce(stamp, when, NONCE_TTL_SECS)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("nimbus api: %s %s", self.address_string(), format % args)
+    def translate(self, error: Exception) -> HttpError | None:
+        if isinstance(error, NotLeader):
+            return HttpError(error.status, str(error), extra={"leader": error.leader})
+        if isinstance(error, NimbusError):
+            return HttpError(error.status, str(error))
+        if isinstance(error, StateError):
+            log.warning("%s: %s", self.name, error)
+            return HttpError(503, f"cluster state unavailable: {error}", extra={"leader": None})
+        return None
 
-    def do_GET(self) -> None:
-        self._handle("GET")
+    # --- the routes -----------------------------------------------------------------------------
 
-    def do_POST(self) -> None:
-        self._handle("POST")
+    def _submit(self, request: Request) -> Any:
+        name = request.query.get("name") or None
+        if name is not None and (problem := name_problem(name)) is not None:
+            raise BadRequest(problem)
+        overrides = {}
+        if request.query.get("overrides"):
+            overrides = loads_finite(request.query["overrides"], "overrides")
+            if not isinstance(overrides, dict):
+                raise BadRequest("overrides: expected a JSON object")
+        return self.nimbus.submit(request.body, name, overrides,
+                                  request.query.get("owner") or "unknown")
 
-    def do_PUT(self) -> None:
-        self._handle("PUT")
+    def _kill(self, request: Request) -> Any:
+        args = _json_object(request.body)
+        wait = check_wait(args.get("wait"))
+        return _by_name(lambda name: self.nimbus.kill(name, wait), request.params["name"])
 
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def _handle(self, method: str) -> None:
-        try:
-            body = self._read_body()
-            check_auth(self.server.secret, self.headers.get(AUTH_HEADER), method, self.path,
-                       body, time.time(), self.server.seen)
-            status, reply = 200, self._route(method, body)
-        except NotLeader as e:
-            status, reply = e.status, {"error": str(e), "leader": e.leader}
-        except NimbusError as e:
-            status, reply = e.status, {"error": str(e)}
-        except StateError as e:
-            log.warning("nimbus api: %s %s: %s", method, self.path, e)
-            status, reply = 503, {"error": f"cluster state unavailable: {e}", "leader": None}
-        except Exception as e:  # a bug: answer, log, keep serving
-            log.exception("nimbus api: %s %s failed", method, self.path)
-            status, reply = 500, {"error": f"internal error: {type(e).__name__}: {e}"}
-        self._reply(status, reply)
-
-    def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.close_connection = True
-            raise BadRequest("bad Content-Length header") from None
-        if length < 0:
-            self.close_connection = True
-            raise BadRequest("bad Content-Length header")
-        limit = self.server.max_bytes
-        if length > limit:
-            self.close_connection = True
-            if length <= DRAIN_LIMIT:  # so the client, still sending, can read our answer
-                left = length
-                while left > 0 and (chunk := self.rfile.read(min(CHUNK, left))):
-                    left -= len(chunk)
-            raise TooLarge(f"request of {length} bytes is over the limit of {limit} bytes "
-                           f"(nimbus.code.max.bytes)")
-        return self.rfile.read(length) if length else b""
-
-    def _route(self, method: str, body: bytes) -> Any:
-        url = urlsplit(self.path)
-        parts = [unquote(p) for p in url.path.strip("/").split("/")]
-        base = TOPOLOGIES.strip("/").split("/")
-        nimbus = self.server.nimbus
-        if url.path.rstrip("/") == NIMBUS:
-            self._allow(method, "GET")
-            return nimbus.info()
-        if parts[: len(base)] != base or len(parts) > len(base) + 2:
-            raise NotFound(f"no such API path {url.path!r}")
-        rest = parts[len(base):]
-        if not rest:
-            if method == "GET":
-                return {"topologies": nimbus.list_topologies()}
-            self._allow(method, "POST")
-            query = parse_qs(url.query)
-            return nimbus.submit(body, _one(query, "name"), _overrides(query),
-                                 _one(query, "owner") or "unknown")
-        if len(rest) == 1:
-            self._allow(method, "GET")
-            return nimbus.topology_status(rest[0])
-        name, action = rest
-        if action not in ACTIONS:
-            raise NotFound(f"no such action {action!r}; expected one of {', '.join(ACTIONS)}")
-        self._allow(method, "POST")
-        args = _json_object(body)
-        if action == "kill":
-            return nimbus.kill(name, args.get("wait"))
-        if action == "activate":
-            return nimbus.activate(name)
-        if action == "deactivate":
-            return nimbus.deactivate(name)
-        return nimbus.rebalance(name, args.get("workers"), args.get("parallelism") or {},
-                                args.get("wait"))
-
-    def _allow(self, method: str, allowed: str) -> None:
-        if method != allowed:
-            raise MethodNotAllowed(f"{method} is not allowed on {urlsplit(self.path).path}; "
-                                   f"use {allowed}")
-
-    def _reply(self, status: int, reply: Any) -> None:
-        data = json.dumps(reply).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            log.debug("nimbus api: client went away before the reply")
+    def _rebalance(self, request: Request) -> Any:
+        args = _json_object(request.body)
+        workers = check_workers(args.get("workers"))
+        parallelism = check_parallelism(args.get("parallelism"))
+        wait = check_wait(args.get("wait"))
+        return _by_name(lambda name: self.nimbus.rebalance(name, workers, parallelism, wait),
+                        request.params["name"])
 
 
-def _one(query: dict[str, list[str]], key: str) -> str | None:
-    values = query.get(key)
-    return values[-1] if values else None
-
-
-def _overrides(query: dict[str, list[str]]) -> dict[str, Any]:
-    raw = _one(query, "overrides")
-    if not raw:
-        return {}
+def _by_name(action: Callable[[str], Any], name: str) -> Any:
+    """`action(name)`; an unknown name that is not even valid is a 400 naming it. (A valid
+    lookup of an invalid name still works: a topology admitted before names were bounded
+    can be killed.)"""
     try:
-        value = json.loads(raw)
-    except ValueError as e:
-        raise BadRequest(f"overrides: malformed JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise BadRequest("overrides: expected a JSON object")
-    return value
+        return action(name)
+    except NotFound:
+        problem = name_problem(name)
+        if problem is not None:
+            raise BadRequest(problem) from None
+        raise
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
-    try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"malformed JSON body: {e}") from None
+    value = loads_finite(body)
     if not isinstance(value, dict):
         raise BadRequest(f"expected a JSON object, got {type(value).__name__}")
     return value

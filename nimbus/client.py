@@ -2,7 +2,10 @@
 
 It tries the configured nimbus endpoints (`nimbus.seeds`, else `nimbus.host:nimbus.port`) in
 order and follows a standby's answer to the leader. Every failure is a `NimbusError` subclass
-(see nimbus.protocol) with a one-line message.
+(see nimbus.protocol) with a one-line message. Connecting to an endpoint may take
+`connect_timeout` seconds (short: a nimbus that does not accept is soon reported); an
+answer may take `timeout` (long: a big submission is stored before nimbus answers). Waits,
+workers and parallelism are checked before anything is sent.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import getpass
 import http.client
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -24,6 +28,9 @@ from nimbus.protocol import (
     NotLeader,
     Unreachable,
     auth_header,
+    check_parallelism,
+    check_wait,
+    check_workers,
     error_for,
     topology_path,
 )
@@ -47,12 +54,14 @@ class NimbusClient:
         timeout: float = 30.0,
         leader_wait: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
+        connect_timeout: float = 3.0,
     ) -> None:
         if not seeds:
             raise NimbusError("no nimbus endpoint configured (nimbus.seeds or nimbus.host)")
         self.seeds = list(seeds)
         self.secret = secret
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.leader_wait = leader_wait
         self._sleep = sleep
 
@@ -81,7 +90,7 @@ class NimbusClient:
         return self._request("GET", topology_path(name))
 
     def kill(self, name: str, wait: float | None = None) -> dict[str, Any]:
-        return self._action(name, "kill", {"wait": wait})
+        return self._action(name, "kill", {"wait": check_wait(wait)})
 
     def activate(self, name: str) -> dict[str, Any]:
         return self._action(name, "activate", {})
@@ -92,9 +101,10 @@ class NimbusClient:
     def rebalance(self, name: str, workers: int | None = None,
                   parallelism: Mapping[str, int] | None = None,
                   wait: float | None = None) -> dict[str, Any]:
-        return self._action(name, "rebalance", {"workers": workers,
-                                                "parallelism": dict(parallelism or {}),
-                                                "wait": wait})
+        return self._action(name, "rebalance", {
+            "workers": check_workers(workers),
+            "parallelism": check_parallelism(parallelism),
+            "wait": check_wait(wait)})
 
     def nimbus_info(self, endpoint: str | None = None) -> dict[str, Any]:
         """What one nimbus (the first reachable seed, or `endpoint`) says about itself."""
@@ -136,18 +146,19 @@ class NimbusClient:
 
     def _once(self, endpoint: str, method: str, path: str, body: bytes,
               content_type: str) -> Any:
-        host, _, port = endpoint.rpartition(":")
         headers = {"Content-Type": content_type}
         if self.secret:
             headers[AUTH_HEADER] = auth_header(self.secret, method, path, body)
-        conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+        conn = self._connect(endpoint)
         try:
             try:
                 conn.request(method, path, body=body or None, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
-            except (ConnectionRefusedError, TimeoutError, OSError,
-                    http.client.HTTPException) as e:
+            except TimeoutError:
+                raise Unreachable(f"{endpoint}: connected, but no answer within "
+                                  f"{self.timeout:g} s") from None
+            except (OSError, http.client.HTTPException) as e:
                 raise Unreachable(f"{endpoint}: {_reason(e)}") from None
         finally:
             conn.close()
@@ -161,6 +172,23 @@ class NimbusClient:
             leader = reply.get("leader") if isinstance(reply, dict) else None
             raise error_for(response.status, message or f"HTTP {response.status}", leader)
         return reply
+
+
+    def _connect(self, endpoint: str) -> http.client.HTTPConnection:
+        """A connection to `endpoint`, made within `connect_timeout` (Unreachable if not)."""
+        host, _, port = endpoint.rpartition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+        try:
+            sock = socket.create_connection((host, int(port)), self.connect_timeout)
+        except TimeoutError:
+            raise Unreachable(f"{endpoint}: no connection within {self.connect_timeout:g} s "
+                              "(is nimbus running there, and reachable?)") from None
+        except OSError as e:
+            raise Unreachable(f"{endpoint}: {_reason(e)}") from None
+        sock.settimeout(self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sock = sock
+        return conn
 
 
 def _reason(e: BaseException) -> str:

@@ -1,32 +1,47 @@
 """The nimbus API's wire format, shared by the server (nimbus.api) and the client
-(nimbus.client): paths, the request signature, and the errors with their HTTP statuses.
+(nimbus.client): paths, the request signature, the checks on numbers that both sides make,
+and the errors with their HTTP statuses.
 
 Requests are HTTP/JSON. When `cluster.secret` is set every request carries
 
-    X-Squall-Auth: <unix timestamp>.<random nonce>:<hex HMAC-SHA256>
+    X-Squall-Auth: <unix timestamp>.<random nonce>:<hex SHA-256 of the body>:<hex HMAC-SHA256>
 
-over `METHOD \\n PATH \\n STAMP \\n` followed by the raw body, keyed by the secret, where STAMP
-is the part before the colon. PATH is the request target exactly as sent (query string
-included). Nimbus refuses a signature whose timestamp is more than `MAX_SKEW_SECS` away from
-its own clock, and one it has already seen within that time (a replayed request).
+the HMAC, keyed by the secret, being over `METHOD \\n PATH \\n STAMP \\n BODY-SHA256`, where
+STAMP is the part before the first colon and PATH the request target exactly as sent (query
+string included). Because the body enters the MAC through its digest, nimbus verifies the
+whole signature before it reads a byte of the body, then reads the body (bounded) and
+checks it against the digest: an unauthenticated client can never make nimbus hold a body.
+Nimbus refuses a signature whose timestamp is more than `MAX_SKEW_SECS` away from its own
+clock, and one whose stamp was already used (a replayed request): stamps are claimed in the
+cluster state, so a request is served once across nimbus processes, failovers and restarts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import math
+import re
 import secrets
-import threading
 import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from topology.builder import MAX_PARALLELISM, MAX_WORKERS
 from topology.errors import SquallError
 
 AUTH_HEADER = "X-Squall-Auth"
 MAX_SKEW_SECS = 300
+NONCE_TTL_SECS = 2 * MAX_SKEW_SECS + 60  # a stamp is fresh for 2 x MAX_SKEW_SECS of any clock
+MAX_WAIT_SECS = 24 * 3600
 API = "/api/v1"
 TOPOLOGIES = f"{API}/topologies"
 NIMBUS = f"{API}/nimbus"
 ACTIONS = ("kill", "activate", "deactivate", "rebalance")
+
+_STAMP = re.compile(r"(\d{1,12})\.[0-9a-f]{8,64}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def topology_path(name: str, action: str | None = None) -> str:
@@ -39,58 +54,121 @@ def topology_path(name: str, action: str | None = None) -> str:
 # --- signatures ---------------------------------------------------------------------------------
 
 
-def signature(secret: str, method: str, path: str, timestamp: str, body: bytes) -> str:
-    message = f"{method.upper()}\n{path}\n{timestamp}\n".encode() + body
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def signature(secret: str, method: str, path: str, stamp: str, digest: str) -> str:
+    message = f"{method.upper()}\n{path}\n{stamp}\n{digest}".encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 def auth_header(secret: str, method: str, path: str, body: bytes, now: float | None = None) -> str:
     """The value of `AUTH_HEADER` for one request."""
     stamp = f"{int(time.time() if now is None else now)}.{secrets.token_hex(8)}"
-    return f"{stamp}:{signature(secret, method, path, stamp, body)}"
-
-
-class SeenStamps:
-    """The signature stamps accepted in the last MAX_SKEW_SECS, to refuse replays.
-    Thread-safe: the API serves requests on threads."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def first_time(self, stamp: str, now: float) -> bool:
-        with self._lock:
-            if len(self._seen) > 1000:
-                self._seen = {s: t for s, t in self._seen.items() if now - t <= MAX_SKEW_SECS}
-            if stamp in self._seen:
-                return False
-            self._seen[stamp] = now
-            return True
+    digest = body_digest(body)
+    return f"{stamp}:{digest}:{signature(secret, method, path, stamp, digest)}"
 
 
 def check_auth(
-    secret: str | None, header: str | None, method: str, path: str, body: bytes, now: float,
-    seen: SeenStamps | None = None,
-) -> None:
-    """Raise `AuthError` unless `header` is a fresh, valid signature (or no secret is set)."""
+    secret: str | None, header: str | None, method: str, path: str, now: float,
+    claim: Callable[[str, float], bool] | None = None,
+) -> str | None:
+    """Check a request's signature from its line and headers alone; return the body digest it
+    promises (None when no secret is set), for `check_body`. Raise `AuthError` unless the
+    signature is well-formed, made with `secret`, fresh, and (`claim(stamp, timestamp)`
+    returning True) never used before."""
     if not secret:
-        return
+        return None
     if not header:
         raise AuthError("missing cluster secret: this nimbus requires requests signed with "
                         "cluster.secret")
-    stamp, _, mac = header.partition(":")
-    try:
-        when = int(stamp.partition(".")[0])
-    except ValueError:
-        raise AuthError("wrong cluster secret (malformed signature)") from None
-    expected = signature(secret, method, path, stamp, body)
-    if not hmac.compare_digest(expected.encode(), mac.encode()):
+    parts = header.strip().split(":")
+    stamp_match = _STAMP.fullmatch(parts[0]) if len(parts) == 3 else None
+    if stamp_match is None or not _HEX64.fullmatch(parts[1]) or not _HEX64.fullmatch(parts[2]):
+        raise AuthError("wrong cluster secret (malformed signature; is the client older "
+                        "than this nimbus?)")
+    stamp, digest, mac = parts
+    expected = signature(secret, method, path, stamp, digest)
+    if not hmac.compare_digest(expected, mac):
         raise AuthError("wrong cluster secret")
+    when = int(stamp_match.group(1))
     if abs(now - when) > MAX_SKEW_SECS:
         raise AuthError(f"request signed {int(now - when)} s from nimbus's clock (more than "
                         f"{MAX_SKEW_SECS} s): check the clocks")
-    if seen is not None and not seen.first_time(stamp, now):
-        raise AuthError("replayed request: this signature was already used")
+    if claim is not None and not claim(stamp, float(when)):
+        raise AuthError("replayed request: this signature was already used (by this or "
+                        "another nimbus)")
+    return digest
+
+
+def check_body(digest: str | None, body: bytes) -> None:
+    """Raise `AuthError` unless `body` is the one the signature promised."""
+    if digest is not None and not hmac.compare_digest(body_digest(body), digest):
+        raise AuthError("the request body does not match its signature")
+
+
+# --- numbers and JSON ---------------------------------------------------------------------------
+
+
+def check_wait(value: Any, what: str = "wait") -> float | None:
+    """A wait in seconds: None, or a finite number from 0 to MAX_WAIT_SECS."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or not 0 <= value <= MAX_WAIT_SECS:
+        raise BadRequest(f"{what} must be a number of seconds from 0 to {MAX_WAIT_SECS}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def check_count(value: Any, what: str, most: int) -> int:
+    """An integer from 1 to `most`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise BadRequest(f"{what} must be an integer from 1 to {most}, got {value!r}")
+    return value
+
+
+def check_workers(value: Any, what: str = "workers") -> int | None:
+    return None if value is None else check_count(value, what, MAX_WORKERS)
+
+
+def check_parallelism(value: Any, what: str = "parallelism") -> dict[str, int]:
+    """{component: executors}, each from 1 to MAX_PARALLELISM."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadRequest(f"{what} must be an object of component: executors, got {value!r}")
+    return {str(cid): check_count(n, f"{what} of {cid!r}", MAX_PARALLELISM)
+            for cid, n in value.items()}
+
+
+def loads_finite(text: str | bytes, what: str = "body") -> Any:
+    """`json.loads`, refusing NaN and infinities (which Python's json accepts) with the field
+    they are in; BadRequest for malformed JSON."""
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"{what}: malformed JSON: {e}") from None
+    field = non_finite_field(value)
+    if field is not None:
+        raise BadRequest(f"{what}: {field or 'the value'} must be a finite number "
+                         f"(NaN and infinity are refused)")
+    return value
+
+
+def non_finite_field(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first NaN or infinity in a JSON value ("" for the value
+    itself), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items: Any = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        found = non_finite_field(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 # --- errors -------------------------------------------------------------------------------------

@@ -17,18 +17,26 @@ from typing import Any
 
 import cloudpickle
 
+from cluster.assignment import TopologyDemand
 from cluster.config import Config
 from cluster.meta import topology_meta
-from nimbus.assignment import TopologyDemand
 from nimbus.lifecycle import ACTIVE, INACTIVE, KILLED, REBALANCING, TopologyStatus
-from nimbus.protocol import BadRequest
-from topology.builder import validate
+from nimbus.protocol import BadRequest, check_count
+from topology.builder import (
+    MAX_PARALLELISM,
+    MAX_TASKS,
+    MAX_WORKERS,
+    name_problem,
+    task_count_problems,
+    validate,
+)
 from topology.errors import SquallError
 from topology.model import ACKER_COMPONENT, Topology
 
 STATUS_NAMES = {ACTIVE: "ACTIVE", INACTIVE: "INACTIVE", KILLED: "KILLED",
                 REBALANCING: "REBALANCING"}
 SECRET_KEY = "cluster.secret"  # never stored with a topology: workers get it from the supervisor
+MAX_RECORD_BYTES = 256 * 1024  # a topology record (JSON), far under ZooKeeper's 1 MB per node
 
 
 def unpack(body: bytes) -> tuple[Topology, dict[str, Any]]:
@@ -54,6 +62,9 @@ def unpack_code(blob: bytes) -> dict[str, Any]:
 
 
 def topology_id(name: str, now: float) -> str:
+    problem = name_problem(name)
+    if problem is not None:
+        raise BadRequest(problem)
     return f"{name}-{int(now)}-{secrets.token_hex(3)}"
 
 
@@ -75,10 +86,18 @@ def prepare(
     if problems:
         raise BadRequest(f"topology {topology.name!r} is invalid: {'; '.join(problems)}")
     conf = worker_conf(config, topology.config, overrides)
+    problems = task_count_problems(topology, conf)
+    if problems:
+        raise BadRequest(f"topology {topology.name!r} is invalid: {'; '.join(problems)}")
     try:
-        topology.describe(conf)
+        described = topology.describe(conf)
     except (SquallError, TypeError, ValueError) as e:
         raise BadRequest(f"topology {topology.name!r}: {e}") from e
+    size = len(json.dumps({**described, "conf": conf}, default=str))
+    if size > MAX_RECORD_BYTES:
+        raise BadRequest(f"topology {topology.name!r}: its record would take {size} bytes, over "
+                         f"the {MAX_RECORD_BYTES} allowed (fewer components, streams or "
+                         "fields, or a smaller config)")
     return topology, conf
 
 
@@ -120,22 +139,34 @@ def with_status(meta: Mapping[str, Any], status: TopologyStatus) -> dict[str, An
 def check_rebalance(
     meta: Mapping[str, Any], workers: int | None, parallelism: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The validated rebalance request {"workers", "parallelism"}; BadRequest names the fault."""
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
-        raise BadRequest(f"rebalance {meta['name']!r}: workers must be an integer >= 1, "
-                         f"got {workers!r}")
+    """The validated rebalance request {"workers", "parallelism"}; BadRequest names the fault.
+    Workers, each component's parallelism and the tasks in all stay within the bounds of
+    topology.builder, so that the rebalanced records stay small."""
+    what = f"rebalance {meta['name']!r}"
+    if workers is not None:
+        check_count(workers, f"{what}: workers", MAX_WORKERS)
     if not isinstance(parallelism, Mapping):
-        raise BadRequest(f"rebalance {meta['name']!r}: parallelism must be an object")
+        raise BadRequest(f"{what}: parallelism must be an object")
     for cid, n in parallelism.items():
         if cid not in meta["components"]:
             known = ", ".join(sorted(meta["components"]))
-            raise BadRequest(f"rebalance {meta['name']!r}: no component {cid!r} "
-                             f"(components: {known})")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise BadRequest(f"rebalance {meta['name']!r}: parallelism of {cid!r} must be an "
-                             f"integer >= 1, got {n!r}")
+            raise BadRequest(f"{what}: no component {cid!r} (components: {known})")
+        check_count(n, f"{what}: parallelism of {cid!r}", MAX_PARALLELISM)
+    tasks = _tasks_after(meta, workers, parallelism)
+    if tasks > MAX_TASKS:
+        raise BadRequest(f"{what}: it would have {tasks} tasks (executors and ackers); at most "
+                         f"{MAX_TASKS} are allowed")
     return {"workers": workers, "parallelism": dict(parallelism)}
+
+
+def _tasks_after(meta: Mapping[str, Any], workers: int | None,
+                 parallelism: Mapping[str, int]) -> int:
+    executors = sum(int(parallelism.get(cid, info.get("parallelism", len(info["tasks"]))))
+                    for cid, info in meta["components"].items())
+    ackers = (meta.get("conf") or {}).get("topology.acker.executors")
+    if ackers is None:
+        ackers = workers if workers is not None else int(meta.get("num_ackers") or 0)
+    return executors + int(ackers)
 
 
 def rebalanced(

@@ -154,8 +154,16 @@ def test_connect_string_spelling_of_servers() -> None:
         ("zookeeper.root", "relative", "absolute ZooKeeper path"),
         ("zookeeper.root", "/trailing/", "absolute ZooKeeper path"),
         ("supervisor.slots.ports", [6700, 6700], "distinct ports"),
-        ("supervisor.slots.ports", 6700, "non-empty list of ports"),
+        ("supervisor.slots.ports", 6700, "expected a list of ports"),
+        ("supervisor.slots.ports", [0], "expected an integer >= 1"),
         ("topology.message.timeout.secs", -1, "expected a number >= "),
+        ("topology.message.timeout.secs", float("nan"), "expected a finite number"),
+        ("topology.message.timeout.secs", float("inf"), "expected a finite number"),
+        ("nimbus.monitor.freq.secs", float("-inf"), "expected a finite number"),
+        ("nimbus.api.idle.timeout.secs", float("inf"), "expected a finite number"),
+        ("topology.workers", 257, "expected an integer <= 256"),
+        ("topology.acker.executors", 4097, "expected an integer <= 4096"),
+        ("ui.max.connections", 0, "expected an integer >= 1"),
         ("topology.acker.executors", -1, "expected an integer >= 0"),
         ("nimbus.host", "", "non-empty string"),
         ("cluster.secret", 5, "non-empty string"),
@@ -167,6 +175,23 @@ def test_bad_values_name_key_and_value(key: str, value: object, reason: str) -> 
     msg = str(info.value)
     assert key in msg and repr(value) in msg and reason in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "+inf"])
+def test_non_finite_numbers_are_refused_from_the_command_line_and_files(tmp_path: Path,
+                                                                        text: str) -> None:
+    with pytest.raises(ConfigError, match="'topology.message.timeout.secs' \\(from overrides\\)"
+                                          ": expected a finite number"):
+        Config.load(overrides=[f"topology.message.timeout.secs={text}"], env={})
+    path = write(tmp_path, f"[nimbus.monitor.freq]\nsecs = {text}\n")
+    with pytest.raises(ConfigError, match="'nimbus.monitor.freq.secs'.*expected a finite number"):
+        Config.load(path, env={})
+
+
+def test_a_config_offering_no_slots_is_valid(tmp_path: Path) -> None:
+    """A config shared by a nimbus-only host: only a supervisor needs slots."""
+    conf = Config.load(write(tmp_path, "[supervisor.slots]\nports = []\n"), env={})
+    assert conf["supervisor.slots.ports"] == []
 
 
 def test_bad_value_in_file_names_the_file(tmp_path: Path) -> None:

@@ -308,6 +308,17 @@ MALFORMED = [
     ("POST", "/api/v1/topology/{tid}/rebalance/0", b'{"rebalanceOptions": "{"}',
      {"X-Squall-Secret": SECRET, "Content-Type": "application/json"}, 400),
     ("POST", "/api/v1/topology/no-such-id/activate", b"", {"X-Squall-Secret": SECRET}, 404),
+    ("POST", "/api/v1/topology/{tid}/rebalance/0", b'{"rebalanceOptions": {"numWorkers": NaN}}',
+     {"X-Squall-Secret": SECRET, "Content-Type": "application/json"}, 400),
+    ("POST", "/api/v1/topology/{tid}/rebalance/0", b'{"rebalanceOptions": {"numWorkers": 257}}',
+     {"X-Squall-Secret": SECRET, "Content-Type": "application/json"}, 400),
+    ("POST", "/api/v1/topology/{tid}/rebalance/0",
+     b'{"rebalanceOptions": {"executors": {"split": 4097}}}',
+     {"X-Squall-Secret": SECRET, "Content-Type": "application/json"}, 400),
+    ("POST", "/api/v1/topology/{tid}/kill/inf", b"", {"X-Squall-Secret": SECRET}, 400),
+    ("POST", "/api/v1/topology/{tid}/activate", b"0\r\n\r\n",
+     {"X-Squall-Secret": SECRET, "Transfer-Encoding": "chunked"}, 411),
+    ("GET", "/api/v1/topology/summary", b"0\r\n\r\n", {"Transfer-Encoding": "chunked"}, 411),
 ]
 
 
@@ -328,8 +339,96 @@ def test_malformed_requests_get_4xx(ui: Ui, method: str, path: str, body: bytes 
     finally:
         conn.close()
     assert response.status == expected, data
-    assert data["error"] and data["errorMessage"]
+    assert data["error"] and data["error"] == data["errorMessage"]  # cluster.http's one shape
     assert ui.get("/api/v1/cluster/summary")["topologies"] >= 1  # still serving
+    assert topology(ui)["status"] == "ACTIVE"  # and nothing happened
+
+
+def test_non_finite_numbers_are_refused_naming_the_field(ui: Ui) -> None:
+    for body, field in [(b'{"rebalanceOptions": {"numWorkers": NaN}}',
+                         "rebalanceOptions.numWorkers"),
+                        (b'{"rebalanceOptions": {"executors": {"split": Infinity}}}',
+                         "rebalanceOptions.executors.split"),
+                        (b'{"rebalanceOptions": "{\\"numWorkers\\": -Infinity}"}',
+                         "rebalanceOptions: numWorkers")]:
+        status, data, _ = ui.request("POST", f"/api/v1/topology/{ui.tid}/rebalance/0", body, {
+            "X-Squall-Secret": SECRET, "Content-Type": "application/json"})
+        assert status == 400 and f"{field} must be a finite number" in data["errorMessage"], data
+
+
+def test_the_secret_header_is_checked_before_the_body(ui: Ui) -> None:
+    """A client that waits for `100 Continue` is refused without being asked for its body."""
+    head = (f"POST /api/v1/topology/{ui.tid}/deactivate HTTP/1.1\r\nHost: {ui.host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: 60000\r\n"
+            "Expect: 100-continue\r\nX-Squall-Secret: wrong\r\n\r\n")
+    with socket.create_connection((ui.host, ui.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    assert raw.startswith(b"HTTP/1.1 403 ") and b"100 Continue" not in raw
+    assert b"wrong cluster secret" in raw and topology(ui)["status"] == "ACTIVE"
+
+
+@pytest.fixture
+def strict_ui(ui: Ui) -> Iterator[Ui]:
+    """A second dashboard on the same cluster with short timeouts and few connections."""
+    from ui.actions import LocalActions
+
+    server = UiServer(ui.cluster.state, LocalActions(ui.cluster), "127.0.0.1", 0, SECRET,
+                      mode="local", config={"ui.idle.timeout.secs": 0.5,
+                                            "ui.request.timeout.secs": 1.0,
+                                            "ui.max.connections": 3}).start()
+    try:
+        yield Ui(ui.cluster, server, server.url, ui.tid)
+    finally:
+        server.close()
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.settimeout(0.05)
+    try:
+        return sock.recv(65536) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_idle_and_trickling_connections_are_dropped(strict_ui: Ui) -> None:
+    with socket.create_connection((strict_ui.host, strict_ui.port), timeout=10) as sock:
+        poll(lambda: _closed_by_server(sock), what="a silent connection dropped")
+    head = b"GET /api/v1/topology/summary HTTP/1.1\r\nX-Filler: " + b"z" * 10_000
+    sent = 0
+    with socket.create_connection((strict_ui.host, strict_ui.port), timeout=10) as sock:
+        def trickle() -> bool:  # a byte every 0.1 s: never idle, never done
+            nonlocal sent
+            try:
+                sock.sendall(head[sent:sent + 1])
+            except OSError:
+                return True
+            sent += 1
+            return _closed_by_server(sock)
+
+        poll(trickle, timeout=30, what="a trickling client dropped")
+    assert sent < len(head)
+    assert strict_ui.get("/api/v1/topology/summary")["topologies"]  # still serving
+
+
+def test_connections_beyond_the_bound_are_refused(strict_ui: Ui) -> None:
+    held = [socket.create_connection((strict_ui.host, strict_ui.port), timeout=10)
+            for _ in range(3)]
+    try:
+        with socket.create_connection((strict_ui.host, strict_ui.port), timeout=10) as extra:
+            raw = b""
+            while chunk := extra.recv(65536):
+                raw += chunk
+        assert raw.startswith(b"HTTP/1.1 503 ") and b"too many connections" in raw
+    finally:
+        for sock in held:
+            sock.close()
+    poll(lambda: strict_ui.request("GET", "/api/v1/topology/summary")[0] == 200,
+         what="served again once the connections closed")
 
 
 def test_garbage_on_the_socket_gets_400(ui: Ui) -> None:
@@ -381,6 +480,10 @@ def test_cluster_mode_reads_zookeeper_and_acts_through_nimbus(start_nimbus: Any,
             assert ui.post(f"/api/v1/topology/{tid}/deactivate", secret=None)[0] == 401
             assert ui.post(f"/api/v1/topology/{tid}/deactivate")[0] == 200
             assert ui.get(f"/api/v1/topology/{tid}")["status"] == "INACTIVE"
+            status, data = ui.post(f"/api/v1/topology/{tid}/rebalance/0",
+                                   body={"rebalanceOptions": {"numWorkers": 1000}})
+            assert status == 400 and "numWorkers must be an integer from 1 to 256, got 1000" in \
+                data["errorMessage"]
             status, data = ui.post(f"/api/v1/topology/{tid}/rebalance/0",
                                    body={"rebalanceOptions": {"executors": {"double": 2}}})
             assert status == 200, data

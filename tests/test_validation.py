@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from topology import Bolt, CustomGrouping, Spout, Topology, TopologyBuilder, TopologyError
+from topology.builder import MAX_PARALLELISM, MAX_TASKS, MAX_WORKERS, name_problem
 
 
 class Words(Spout):
@@ -202,6 +203,70 @@ def test_bad_topology_name() -> None:
     b.set_spout("words", Words())
     msg = build_error(b)
     assert "'my topology'" in msg and "not valid" in msg
+
+
+@pytest.mark.parametrize("name", ["evil\n", "ok\n", "x" * 101, "", "a/b", "..", ".hidden",
+                                  "tab\t", "é", "x" * 300])
+def test_names_are_bounded_and_matched_whole(name: str) -> None:
+    b = TopologyBuilder(name)
+    b.set_spout("words", Words())
+    msg = build_error(b)
+    assert "is not valid (1-100 letters, digits, '_', '.', '-'" in msg
+    assert (repr(name) if len(name) <= 120 else f"({len(name)} characters)") in msg
+
+
+@pytest.mark.parametrize("cid", ["spout\n", "c" * 101])
+def test_component_ids_are_bounded_and_matched_whole(cid: str) -> None:
+    b = TopologyBuilder("t")
+    b.set_spout(cid, Words())
+    msg = build_error(b)
+    assert f"component id {cid!r} is not valid (1-100 letters" in msg
+
+
+def test_the_longest_names_are_valid() -> None:
+    b = TopologyBuilder("t" * 100)
+    b.set_spout("s" * 100, Words())
+    topology = b.build()
+    assert topology.name == "t" * 100 and list(topology.components) == ["s" * 100]
+
+
+def test_name_problem_names_the_value() -> None:
+    assert name_problem("word-count.v2_1") is None
+    assert name_problem("x\n") == ("topology name 'x\\n' is not valid (1-100 letters, digits, "
+                                   "'_', '.', '-', starting with a letter or digit)")
+    assert name_problem(7, "component id") == ("component id 7 is not valid (1-100 letters, "
+                                               "digits, '_', '.', '-', starting with a letter "
+                                               "or digit)")
+
+
+@pytest.mark.parametrize("parallelism", [MAX_PARALLELISM + 1, 10**6])
+def test_parallelism_is_bounded(parallelism: int) -> None:
+    b = TopologyBuilder("t")
+    b.set_spout("words", Words(), parallelism=parallelism)
+    msg = build_error(b)
+    assert f"parallelism {parallelism}; it must be an integer from 1 to 4096" in msg
+
+
+def test_tasks_in_all_are_bounded() -> None:
+    b = TopologyBuilder("t")
+    b.set_spout("words", Words(), parallelism=4000)
+    b.set_bolt("sink", Sink, parallelism=90).shuffle_grouping("words")
+    msg = build_error(b, config={"topology.workers": 7})  # + 7 ackers
+    assert "it has 4097 tasks (executors and ackers); at most 4096 are allowed" in msg
+    b.build(config={"topology.workers": 6})  # 4096: just fits
+
+
+@pytest.mark.parametrize("key,value,bound", [
+    ("topology.workers", MAX_WORKERS + 1, "an integer from 1 to 256"),
+    ("topology.workers", 10**6, "an integer from 1 to 256"),
+    ("topology.acker.executors", MAX_TASKS + 1, "an integer from 0 to 4096"),
+    ("topology.message.timeout.secs", float("inf"), "a finite number of seconds > 0"),
+    ("topology.message.timeout.secs", float("nan"), "a finite number of seconds > 0"),
+    ("topology.tick.tuple.freq.secs", float("inf"), "a finite number of seconds > 0"),
+])
+def test_config_numbers_are_bounded_and_finite(key: str, value: Any, bound: str) -> None:
+    msg = build_error(builder(), config={key: value})
+    assert f"{key} = {value!r}; it must be {bound}" in msg
 
 
 @pytest.mark.parametrize("key,value", [

@@ -1,7 +1,22 @@
-"""`TopologyBuilder`: declare components and their groupings, then `build()` and validate."""
+"""`TopologyBuilder`: declare components and their groupings, then `build()` and validate.
+
+The bounds below keep every record a topology makes well inside what stores it:
+
+- A name (topology or component id) has 1-100 characters from [A-Za-z0-9_.-], starting with a
+  letter or digit, matched whole (a trailing newline is refused). The longest file name a
+  topology name ends up in is the supervisor's temporary code file
+  `.<name>-<10-digit time>-<6 hex>-<code version>.pkl.<pid>.tmp`: about 150 bytes for a
+  100-character name, well under the 255-byte limit of Linux file systems; ZooKeeper node
+  names (`topologies/<name>-<time>-<hex>`, `errors/<id>/<component>/...`) stay as short.
+- At most MAX_WORKERS workers, MAX_PARALLELISM executors per component and MAX_TASKS tasks in
+  all (ackers included): the assignment, the largest record (about 20 bytes plus the host
+  name per task and 120 bytes plus host and supervisor id per worker), then stays under
+  ~450 KB even with 64-character host names, under half of ZooKeeper's 1 MB node limit.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,7 +25,22 @@ from topology.component import Bolt, Spout, declared_streams
 from topology.errors import TopologyError
 from topology.model import ComponentSpec, CustomGrouping, Grouping, Topology
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+MAX_NAME_CHARS = 100
+MAX_WORKERS = 256
+MAX_PARALLELISM = 4096
+MAX_TASKS = 4096
+NAME_RULE = (f"1-{MAX_NAME_CHARS} letters, digits, '_', '.', '-', starting with a letter or "
+             "digit")
+_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{MAX_NAME_CHARS - 1}}}")
+
+
+def name_problem(value: Any, what: str = "topology name") -> str | None:
+    """Why `value` is not a valid topology name or component id, or None if it is."""
+    if isinstance(value, str) and _NAME.fullmatch(value):
+        return None
+    shown = repr(value) if not isinstance(value, str) or len(value) <= 120 else (
+        f"{value[:60]!r}... ({len(value)} characters)")
+    return f"{what} {shown} is not valid ({NAME_RULE})"
 
 
 class BoltDeclarer:
@@ -131,11 +161,8 @@ class TopologyBuilder:
 def validate(topology: Topology) -> list[str]:
     """Every problem of a topology, each naming the component, stream or field at fault."""
     problems: list[str] = []
-    if not isinstance(topology.name, str) or not _ID.match(topology.name):
-        problems.append(
-            f"name {topology.name!r} is not valid (letters, digits, '_', '.', '-'; "
-            "starting with a letter or digit)"
-        )
+    if (problem := name_problem(topology.name, "name")) is not None:
+        problems.append(problem)
     if not topology.spouts():
         problems.append("it has no spout")
     for spec in topology.components.values():
@@ -144,17 +171,30 @@ def validate(topology: Topology) -> list[str]:
         problems += _check_inputs(spec, topology.components)
     problems += _check_cycles(topology)
     problems += _check_config(topology.config, "topology config")
+    if not problems:
+        problems += task_count_problems(topology)
     return problems
+
+
+def task_count_problems(topology: Topology, conf: Mapping[str, Any] | None = None) -> list[str]:
+    """The topology's task count against MAX_TASKS (with `conf` under its own config)."""
+    try:
+        tasks = sum(len(t) for t in topology.component_tasks(conf).values())
+    except (TypeError, ValueError) as e:
+        return [f"cannot count its tasks: {e}"]
+    if tasks > MAX_TASKS:
+        return [f"it has {tasks} tasks (executors and ackers); at most {MAX_TASKS} are allowed"]
+    return []
 
 
 def _check_component(spec: ComponentSpec) -> list[str]:
     cid = spec.id
     problems: list[str] = []
-    if not isinstance(cid, str) or not _ID.match(cid) or cid.startswith("__"):
-        problems.append(
-            f"component id {cid!r} is not valid (letters, digits, '_', '.', '-'; "
-            "not starting with '__', which is reserved)"
-        )
+    if name_problem(cid) is not None or cid.startswith("__"):
+        shown = repr(cid) if not isinstance(cid, str) or len(cid) <= 120 else (
+            f"{cid[:60]!r}... ({len(cid)} characters)")
+        problems.append(f"component id {shown} is not valid ({NAME_RULE}; not starting with "
+                        "'__', which is reserved)")
     base = Spout if spec.kind == "spout" else Bolt
     cls = spec.obj if isinstance(spec.obj, type) else type(spec.obj)
     if not issubclass(cls, base):
@@ -164,8 +204,9 @@ def _check_component(spec: ComponentSpec) -> list[str]:
             f"component {cid!r} is set as a {spec.kind} but is {what}, not a {base.__name__}"
         )
     if not isinstance(spec.parallelism, int) or isinstance(spec.parallelism, bool) \
-            or spec.parallelism < 1:
-        problems.append(f"component {cid!r} has parallelism {spec.parallelism!r}; it must be >= 1")
+            or not 1 <= spec.parallelism <= MAX_PARALLELISM:
+        problems.append(f"component {cid!r} has parallelism {spec.parallelism!r}; it must be "
+                        f"an integer from 1 to {MAX_PARALLELISM}")
     outputs = getattr(spec.obj, "outputs", ())
     if isinstance(outputs, str):
         problems.append(
@@ -251,20 +292,26 @@ def _check_config(config: Mapping[str, Any], where: str) -> list[str]:
     for key in config:
         if not isinstance(key, str):
             problems.append(f"{where}: key {key!r} is not a string")
-    for key, minimum in _INT_KEYS.items():
+    for key, (low, high) in _INT_KEYS.items():
         value = config.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < minimum):
-            problems.append(f"{where}: {key} = {value!r}; it must be an integer >= {minimum}")
+                                  or value < low or (high is not None and value > high)):
+            bound = f">= {low}" if high is None else f"from {low} to {high}"
+            problems.append(f"{where}: {key} = {value!r}; it must be an integer {bound}")
     for key in _SECONDS_KEYS:
         value = config.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not value > 0):
-            problems.append(f"{where}: {key} = {value!r}; it must be a number of seconds > 0")
+                                  or not math.isfinite(value) or not value > 0):
+            problems.append(f"{where}: {key} = {value!r}; it must be a finite number of "
+                            "seconds > 0")
     return problems
 
 
 # The same bounds as cluster.config's registry, checked here so build() names the component.
-_INT_KEYS = {"topology.workers": 1, "topology.acker.executors": 0,
-             "topology.max.spout.pending": 1}
+_INT_KEYS: dict[str, tuple[int, int | None]] = {
+    "topology.workers": (1, MAX_WORKERS),
+    "topology.acker.executors": (0, MAX_TASKS),
+    "topology.max.spout.pending": (1, None),
+    "topology.max.task.parallelism": (1, None),
+}
 _SECONDS_KEYS = ("topology.message.timeout.secs", "topology.tick.tuple.freq.secs")

@@ -6,6 +6,8 @@
 
 const REFRESH_MS = 2000;
 const SECRET_KEY = "squall.secret";
+// The server's bounds (topology.builder, ui.server), so the dialogs refuse what it would.
+const MAX_WAIT_SECS = 86400, MAX_WORKERS = 256, MAX_PARALLELISM = 4096;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const app = { timer: null, seq: 0, window: "600", mode: "" };
@@ -151,7 +153,7 @@ function confirmAction(title, text, fields, okLabel, danger) {
   $("action-text").textContent = text;
   const box = $("action-fields");
   box.replaceChildren(...fields.map((f) => h("label", {}, f.label,
-    h("input", { id: "field-" + f.name, name: f.name, type: "number", min: f.min,
+    h("input", { id: "field-" + f.name, name: f.name, type: "number", min: f.min, max: f.max,
                  step: f.step || 1, value: f.value, required: true }))));
   const ok = $("action-ok");
   ok.textContent = okLabel;
@@ -406,16 +408,18 @@ async function runAction(t, action, suffix, body) {
 async function kill(t) {
   const v = await confirmAction(`Kill ${t.name}?`,
     "The spouts are deactivated, then after the wait the topology's workers are stopped.",
-    [{ name: "wait", label: "Wait (seconds)", value: t.msgTimeout, min: 0 }], "Kill", true);
+    [{ name: "wait", label: "Wait (seconds)", value: t.msgTimeout, min: 0, max: MAX_WAIT_SECS }],
+    "Kill", true);
   if (v) runAction(t, "kill", "/" + v.wait);
 }
 
 async function rebalance(t) {
   const comps = [...t.spouts.map((x) => [x.spoutId, x.executors]), ...t.bolts.map((x) => [x.boltId, x.executors])];
   const v = await confirmAction(`Rebalance ${t.name}`, "Redistribute the topology over workers and change parallelism.",
-    [{ name: "wait", label: "Wait (seconds)", value: t.msgTimeout, min: 0 },
-     { name: "workers", label: "Workers", value: t.workersTotal, min: 1 },
-     ...comps.map(([c, n]) => ({ name: "c:" + c, label: c, value: n, min: 1 }))], "Rebalance", false);
+    [{ name: "wait", label: "Wait (seconds)", value: t.msgTimeout, min: 0, max: MAX_WAIT_SECS },
+     { name: "workers", label: "Workers", value: t.workersTotal, min: 1, max: MAX_WORKERS },
+     ...comps.map(([c, n]) => ({ name: "c:" + c, label: c, value: n, min: 1, max: MAX_PARALLELISM }))],
+    "Rebalance", false);
   if (!v) return;
   const executors = {};
   for (const [c, n] of comps) if (v["c:" + c] !== n) executors[c] = v["c:" + c];
