@@ -22,8 +22,8 @@ from cli.main import positive_seconds, seconds
 from cluster.config import parse_override
 from cluster.logfollow import Follower, LocalSource
 from cluster.logtags import LineLabeler, worker_tasks
+from cluster.records import aggregate_components
 from topology.errors import SquallError
-from worker.stats import aggregate_components
 
 if TYPE_CHECKING:
     from topology.local import LocalCluster

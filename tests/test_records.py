@@ -193,18 +193,14 @@ def test_the_ten_minute_window_is_the_difference_the_worker_keeps() -> None:
     assert component_figures([beat], ALL_TIME)["split"].executed == 25
 
 
-def test_aggregate_components_matches_the_worker_stats_one() -> None:
-    beats = word_count_beats()
-    ours = aggregate_components(json.loads(json.dumps(beats)))
-    theirs = worker_stats.aggregate_components(beats)
-    assert ours.keys() == theirs.keys()
-    for cid in ours:
-        mine, old = ours[cid], theirs[cid]
-        assert {k: v for k, v in mine.items() if k != "complete_latency"} == \
-            {k: v for k, v in old.items() if k != "complete_latency"}
-        assert mine["complete_latency"].buckets == old["complete_latency"].buckets
-        for p in (50, 99):
-            assert mine["complete_latency"].percentile(p) == old["complete_latency"].percentile(p)
+def test_aggregate_components_sums_every_executor_since_start() -> None:
+    out = aggregate_components(json.loads(json.dumps(word_count_beats())))
+    spout, split = out["sentences"], out["split"]
+    assert (spout["type"], spout["tasks"], spout["emitted"], spout["acked"]) == ("spout", 2, 17, 14)
+    assert spout["execute_time"] == 0.5 and spout["complete_latency"].count == 4
+    assert (split["type"], split["emitted"], split["executed"], split["acked"]) == \
+        ("bolt", 56, 10, 10)
+    assert split["execute_time"] == 1.0
 
 
 # --- keys the worker will add: per-stream acks, fails, latency; user metrics ---------------------
@@ -256,16 +252,16 @@ def test_user_metrics_are_read_and_summed_per_component() -> None:
     assert sizes is not None and sizes.count == 2
 
 
-def test_histogram_matches_the_workers_and_counts_under_bounds() -> None:
+def test_histogram_percentiles_and_counts_under_bounds() -> None:
     rng = random.Random(7)
     values = [rng.lognormvariate(-6, 1.5) for _ in range(2000)]
-    ours, theirs = Histogram(), worker_stats.Histogram()
+    ours = Histogram()
     for v in values:
         ours.add(v)
-        theirs.add(v)
-    assert ours.to_dict() == theirs.to_dict()
-    for p in (1, 50, 90, 99, 100):
-        assert ours.percentile(p) == theirs.percentile(p)
+    ordered = sorted(values)
+    for p in (1, 50, 90, 99, 100):  # the bucket's upper edge: at most ~9% above the exact one
+        exact = ordered[max(0, int(p / 100 * len(values)) - 1)]
+        assert exact <= ours.percentile(p) <= exact * 1.1
     bounds = [0.0005, 0.001, 0.005, 0.05, math.inf]
     counts = ours.cumulative(bounds)
     assert counts == sorted(counts) and counts[-1] == len(values)

@@ -162,9 +162,8 @@ def test_a_zookeeper_outage_longer_than_the_timeouts_restarts_nothing(
     assert "taking it for lost" not in c.nimbuses[0].log_tail(400)
 
 
-# --- item 8: what orphaned workers do (the worker's side lands with the worker rework) -----------
+# --- item 8: what orphaned workers do -----------
 
-@pytest.mark.xfail(strict=False, reason="needs the worker side of item 8")
 @pytest.mark.timeout(120)
 def test_orphaned_workers_pause_their_spouts_then_exit(make_cluster, tmp_path) -> None:
     c = make_cluster(nimbuses=1, supervisors=1, settings={"worker.orphan.timeout.secs": 6})
