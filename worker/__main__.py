@@ -15,6 +15,7 @@ from typing import Any
 
 import cloudpickle
 
+from cluster import logsink
 from worker.control import ControlClient
 from worker.parent import ParentLink
 from worker.process import Worker, setting
@@ -35,15 +36,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--parent-pid", type=int, default=None,
                    help="exit when this process is no longer our parent (local mode)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-file", default=None,
+                   help="log here, rotated (cluster.logsink); default: stderr as it is")
+    p.add_argument("--log-max-bytes", type=int, default=logsink.MAX_BYTES)
+    p.add_argument("--log-backups", type=int, default=logsink.BACKUPS)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format=f"%(asctime)s %(levelname)s worker[{args.port}] %(name)s: %(message)s",
-    )
+    running: list[Worker] = []  # the worker, once built: says which task runs (log tags)
+
+    def current_task() -> str | None:
+        loop = running[0].loop if running else None
+        task = loop.current if loop is not None else None
+        return f"{task.component}:{task.task}" if task is not None else None
+
+    logsink.install(args.log_file, args.port, args.log_level, current_task,
+                    args.log_max_bytes, args.log_backups)
     secret = os.environ.pop(SECRET_ENV, "")
     if not secret:
         log.error("worker %s:%d: no cluster secret in $%s", args.host, args.port, SECRET_ENV)
@@ -57,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         link = make_link(control, conf, args)
         worker = Worker(package["topology"], conf, args.topology_id, args.host, args.port, key,
                         link)
+        running.append(worker)
     except Exception as e:  # e.g. a module the topology imports is missing on this host
         log.exception("worker %s:%d: could not start", args.host, args.port)
         report_start_failure(control, args, e)
