@@ -36,6 +36,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 LINE_FORMAT = "%(asctime)s %(levelname)s worker[{port}] %(task_tag)s %(name)s: %(message)s"
 NO_TASK = "-"
@@ -75,6 +76,27 @@ class WorkerLogHandler(logging.handlers.RotatingFileHandler):
         self.redirect_fds = redirect_fds
         self._point_fds()
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write one record, rolling over first if it would make the file reach max_bytes.
+        RotatingFileHandler formats each record twice and stats the file for each; this
+        formats once and asks the file's offset, which is its size: every write to the
+        file (ours, and raw ones to fds 1 and 2, which share our open file) appends."""
+        try:
+            msg = self.format(record) + self.terminator
+            stream = self.stream
+            if stream is None:
+                stream = self.stream = self._open()
+            size = os.lseek(stream.fileno(), 0, os.SEEK_CUR)
+            if size > 0 and size + len(msg.encode("utf-8", "backslashreplace")) > self.maxBytes:
+                self.doRollover()
+                stream = self.stream = self.stream or self._open()
+            stream.write(msg)
+            stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
     def doRollover(self) -> None:  # noqa: N802 (logging's name)
         super().doRollover()
         self._point_fds()
@@ -111,6 +133,11 @@ class LineWriter(io.TextIOBase):
     def fileno(self) -> int:
         return self.fd
 
+    @property
+    def buffer(self) -> _BinaryLines:
+        """What code writing bytes to `sys.stdout.buffer` writes to: decoded, then lines."""
+        return _BinaryLines(self)
+
     def write(self, text: str) -> int:
         local = self._local
         if getattr(local, "busy", False):
@@ -129,12 +156,39 @@ class LineWriter(io.TextIOBase):
             self._emit(partial)
 
     def _emit(self, line: str) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(self.level):
+            return
         local = self._local
         local.busy = True
-        try:
-            self.logger.log(self.level, "%s", line.rstrip("\r"))
+        try:  # a record made directly: where print() was called from is not looked up
+            logger.handle(logger.makeRecord(logger.name, self.level, "(print)", 0,
+                                            line.rstrip("\r"), (), None))
         finally:
             local.busy = False
+
+
+class _BinaryLines(io.RawIOBase):
+    """The bytes side of a LineWriter (UTF-8; a character cut between two writes is
+    replaced, not lost with its line)."""
+
+    def __init__(self, text: LineWriter) -> None:
+        super().__init__()
+        self.text = text
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raw = bytes(data)
+        self.text.write(raw.decode("utf-8", "replace"))
+        return len(raw)
+
+    def flush(self) -> None:
+        self.text.flush()
+
+    def fileno(self) -> int:
+        return self.text.fd
 
 
 def install(path: str | Path | None, port: int, level: str | int,
@@ -158,6 +212,7 @@ def install(path: str | Path | None, port: int, level: str | int,
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
+    logging.logProcesses = logging.logMultiprocessing = False  # not in LINE_FORMAT
     if path is not None:
         sys.stdout = LineWriter(logging.getLogger(STDOUT_LOGGER), logging.INFO, 1)
         sys.stderr = LineWriter(logging.getLogger(STDERR_LOGGER), logging.WARNING, 2)
