@@ -210,6 +210,10 @@ def test_lines_of_a_worker_running_several_tasks_carry_their_own_task(tmp_path: 
     assert set(got.values()) <= {"loud:1", "loud:2", "loud:3"} and len(set(got.values())) == 2
     for n in (1, 2, 3, 4):
         assert got[f"loud got {n}"] == got[f"INFO loudapp: logged {n}"]
+    # Outside the loop's task slices too: what prepare() printed is its task's.
+    ready = [line for line in lines if "loud ready" in line]
+    assert len(ready) == 2 and all(line.startswith(f"[loud:{line.rsplit(' ', 1)[1]}] ")
+                                   for line in ready), ready
     raised = got["loud got 3"]
     assert f"[{raised}] RuntimeError: boom at 3" in lines, result.stderr
     assert f"[{raised}] Traceback (most recent call last):" in lines

@@ -11,12 +11,14 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 import cloudpickle
 
 from cluster import logsink
 from worker.control import ControlClient
+from worker.executor import Executor
 from worker.parent import ParentLink
 from worker.process import Worker, setting
 from worker.wire import secret_key
@@ -50,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     def current_task() -> str | None:
         loop = running[0].loop if running else None
         task = loop.current if loop is not None else None
-        return f"{task.component}:{task.task}" if task is not None else None
+        if task is None:
+            return task_in_user_call() if running else None
+        return f"{task.component}:{task.task}"
 
     logsink.install(args.log_file, args.port, args.log_level, current_task,
                     args.log_max_bytes, args.log_backups)
@@ -85,6 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     return worker.run()
+
+
+_CALL_USER = Executor.call_user.__code__
+
+
+def task_in_user_call() -> str | None:
+    """The task whose user code the loop's thread is in outside the loop's task slices (a
+    spout's open, a bolt's prepare, ack/fail callbacks, ticks, cleanup): found by looking
+    up the stack for `Executor.call_user`, which every such call goes through. Only asked
+    for records made on the loop's thread while no task slice runs, which are few. (A
+    stopgap: with the loop's `current` set around those calls too, this goes.)"""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _CALL_USER:
+            executor = frame.f_locals.get("self")
+            return (f"{executor.component}:{executor.task}"
+                    if isinstance(executor, Executor) else None)
+        frame = frame.f_back
+    return None
 
 
 def make_link(control: ControlClient, conf: Mapping[str, Any],
