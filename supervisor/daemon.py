@@ -81,7 +81,6 @@ def worker_secret(config: Mapping[str, Any]) -> str:
     return str(config["cluster.secret"] or DEV_SECRET)
 
 
-# Not in the config registry yet: read when they are, Storm's worker.xml sizes until then.
 LOG_MAX_BYTES_KEY = "supervisor.worker.log.max.bytes"
 LOG_BACKUPS_KEY = "supervisor.worker.log.backups"
 
