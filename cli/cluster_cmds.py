@@ -1,6 +1,7 @@
 """`squall submit|list|status|kill|activate|deactivate|rebalance`: talk to nimbus.
 
-Each takes `--json` for machine output. `-c key=value` configures this client (nimbus.seeds,
+Each takes `--json` for machine output. `submit --requirements FILE` adds the file's PyPI
+requirements to `topology.requirements` (the supervisors build the environment). `-c key=value` configures this client (nimbus.seeds,
 cluster.secret, ...); for `submit`, the `topology.*` and `worker.*` ones are also sent with
 the topology as its config overrides. `kill` and `rebalance` take Storm's `-w SECS`;
 `rebalance -t key=value` (or Storm's `-t '{"key": value}'`) changes config keys a running
@@ -36,6 +37,9 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
                    help="wait until every worker runs the assignment, showing progress")
     p.add_argument("--timeout", type=seconds, default=60.0, metavar="S",
                    help="how long --wait waits (default 60)")
+    p.add_argument("--requirements", metavar="FILE", default=None,
+                   help="PyPI requirements the workers need (added to topology.requirements): "
+                        "each supervisor installs them once into a cached virtual environment")
     p.set_defaults(run=submit)
 
     p = subparsers.add_parser("list", parents=parents, help="list the running topologies")
@@ -124,6 +128,9 @@ def submit(args: argparse.Namespace) -> int:
                           f"{'; '.join(problems)}")
     overrides = {k: v for k, v in (parse_override(o) for o in args.overrides)
                  if k.startswith(SENT_PREFIXES)}
+    if args.requirements is not None:
+        overrides["topology.requirements"] = requirements_of(topology.config, overrides,
+                                                             args.requirements)
     try:
         blob = cloudpickle.dumps({"topology": topology, "overrides": overrides})
     except Exception as e:  # the user's objects may not pickle
@@ -141,6 +148,15 @@ def submit(args: argparse.Namespace) -> int:
     return _emit(args, reply, f"squall submit: submitted {reply['name']!r} as {reply['id']} "
                               f"({reply['num_workers']} workers, {reply['num_tasks']} tasks)"
                               + (", running" if args.wait else ""))
+
+
+def requirements_of(conf: Any, overrides: dict[str, Any], path: str) -> list[str]:
+    """`--requirements FILE`: the topology's own list, then `-c`'s, then the file's."""
+    from cluster.requirements import merge_requirements, read_requirements_file
+
+    return merge_requirements(conf.get("topology.requirements") or [],
+                              overrides.get("topology.requirements") or [],
+                              read_requirements_file(path))
 
 
 def _progress(line: str) -> None:

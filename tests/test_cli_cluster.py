@@ -147,3 +147,25 @@ def test_submit_wait_returns_when_every_worker_runs_the_assignment(
     assert status["workers"] and all(w["heartbeat_version"]["assignment"] ==
                                      status["assignment_version"]
                                      for w in status["workers"])
+
+
+def test_submit_requirements_sets_the_topology_requirements(
+    nimbus: Any, view: ZkClusterState, topology_file: str, tmp_path: Path
+) -> None:
+    ep = nimbus.endpoint
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# what the bolts import\ntomli-w==1.0.0\n\nsix>=1.16\n")
+    reply = ok_json(squall("submit", topology_file, "--requirements", str(requirements),
+                           "--json", endpoint=ep, secret="pw"))
+    conf = view.topology(reply["id"])["conf"]
+    assert conf["topology.requirements"] == ["tomli-w==1.0.0", "six>=1.16"]
+
+    one_line_error(squall("submit", topology_file, "--name", "other", "--requirements",
+                          str(tmp_path / "absent.txt"), endpoint=ep, secret="pw"),
+                   "submit", "absent.txt: cannot read the requirements file")
+    options = tmp_path / "options.txt"
+    options.write_text("--index-url https://example.com/simple\n")
+    one_line_error(squall("submit", topology_file, "--name", "other", "--requirements",
+                          str(options), endpoint=ep, secret="pw"), "submit", "options.txt")
+    assert [t["name"] for t in ok_json(squall("list", "--json", endpoint=ep,
+                                              secret="pw"))] == ["numbers"]
