@@ -1,11 +1,12 @@
 """`squall submit|list|status|kill|activate|deactivate|rebalance`: talk to nimbus.
 
 Each takes `--json` for machine output. `submit --requirements FILE` adds the file's PyPI
-requirements to `topology.requirements` (the supervisors build the environment). `-c key=value` configures this client (nimbus.seeds,
-cluster.secret, ...); for `submit`, the `topology.*` and `worker.*` ones are also sent with
-the topology as its config overrides. `kill` and `rebalance` take Storm's `-w SECS`;
-`rebalance -t key=value` (or Storm's `-t '{"key": value}'`) changes config keys a running
-topology may change (nimbus.submission.RUNTIME_KEYS, and users' own keys).
+requirements to `topology.requirements` (the supervisors build the environment).
+`-c key=value` configures this client (nimbus.seeds, cluster.secret, ...); for `submit`,
+the `topology.*` and `worker.*` ones are also sent with the topology as its config overrides.
+`kill` and `rebalance` take Storm's `-w SECS`; `rebalance -t key=value` (or Storm's
+`-t '{"key": value}'`) changes config keys a running topology may change
+(nimbus.submission.RUNTIME_KEYS, and users' own keys).
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class Nimbus:
                                  float(config["nimbus.task.launch.secs"]),
                                  float(config["nimbus.supervisor.timeout.secs"]),
                                  blind_after=2 * freq + 1.0)
-        self.reconciler = Reconciler(self.id, self.liveness, config["cluster.secret"])
+        self.reconciler = Reconciler(self.id, self.liveness, config["cluster.secret"], wall)
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -268,6 +268,26 @@ class Nimbus:
                 sub.with_conf(package["topology"], request["conf"])
             return self._event(name, REBALANCE, wait, {"rebalance": request})
 
+    def set_log_levels(self, name: str, levels: Mapping[str, str], timeout: float | None,
+                       reset: list[str]) -> dict[str, Any]:
+        """Set loggers' levels in `name`'s workers for `timeout` seconds (None: until reset)
+        and put `reset`'s back: stored with the topology, carried by its assignment
+        (nimbus.reconcile), applied by each worker's parent thread (worker.parent)."""
+        with self._lock:
+            state = self._require_leader()
+            meta = self._get(name)
+            if meta.get("status") == Status.KILLED:
+                raise BadRequest(f"topology {name!r} is being killed")
+            meta = {**meta, "log_levels": sub.log_levels_after(
+                meta.get("log_levels"), levels, timeout, reset, self.wall())}
+            state.set_topology(meta["id"], meta)
+            log.info("nimbus %s: log levels of %s: %s", self.id, meta["id"],
+                     {k: v["level"] for k, v in meta["log_levels"].items()} or "their own")
+            self.tick()
+            current = state.topology(meta["id"]) or meta
+            return {**self._summary(current, state.assignment(meta["id"])),
+                    "log_levels": sub.live_log_levels_of(current, self.wall())}
+
     def _event(self, name: str, event: str, wait: float | None,
                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         with self._lock:
@@ -332,6 +352,7 @@ class Nimbus:
             "allowed_actions": [e for e in allowed_events(status) if e in ACTIONS]
             if status else [],
             "assignment_version": (assignment or {}).get("version"),
+            "log_levels": sub.live_log_levels_of(meta, self.wall()),
             "workers": workers,
             "errors": state.errors(tid),
         }
