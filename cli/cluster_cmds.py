@@ -217,9 +217,10 @@ def list_cmd(args: argparse.Namespace) -> int:
     if not topologies:
         print("no topologies running")
         return 0
-    rows = [("NAME", "ID", "STATUS", "WORKERS", "TASKS", "UPTIME", "OWNER")]
+    rows = [("NAME", "ID", "STATUS", "WORKERS", "TASKS", "UPTIME", "OWNER", "CHECKPOINT")]
     rows += [(t["name"], t["id"], t["status"], f"{t['assigned_workers']}/{t['num_workers']}",
-              str(t["num_tasks"]), _duration(t["uptime_secs"]), str(t.get("owner") or ""))
+              str(t["num_tasks"]), _duration(t["uptime_secs"]), str(t.get("owner") or ""),
+              _txid(t.get("checkpoint")))
              for t in topologies]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -246,6 +247,10 @@ def status(args: argparse.Namespace) -> int:
             if lat:
                 line += f", complete latency p50 {lat['p50']} ms p99 {lat['p99']} ms"
         print(line)
+        for detail in progress_lines(st.get("progress", {}).get(cid) or {}, time.time()):
+            print(f"        {detail}")
+    if st.get("checkpoint"):
+        print(f"  last committed checkpoint: {checkpoint_text(st['checkpoint'], time.time())}")
     for w in st["workers"]:
         hb = "no heartbeat" if w.get("heartbeat_version") is None else \
             f"running v{_assignment_of(w['heartbeat_version'])}"
@@ -254,6 +259,45 @@ def status(args: argparse.Namespace) -> int:
         last = errors[-1]
         print(f"  last error of {cid}: {last.get('error', last)}")
     return 0
+
+
+def _txid(checkpoint: Any) -> str:
+    return f"txid {checkpoint.get('txid')}" if isinstance(checkpoint, dict) else ""
+
+
+def checkpoint_text(c: dict[str, Any], now: float) -> str:
+    """A last committed checkpoint in words: txid, when, how long it took, failures."""
+    when = c.get("time")
+    ago = f", {_duration(max(0.0, now - when))} ago" if isinstance(when, (int, float)) else ""
+    took = c.get("duration")
+    took_text = f", took {took * 1000:.0f} ms" if isinstance(took, (int, float)) else ""
+    failed = f", {c['failed']} failed since" if c.get("failed") else ""
+    return f"txid {c.get('txid')}{ago}{took_text}{failed}"
+
+
+def _watermark(mark: Any) -> str:
+    """Event time in words: a unix time as a UTC date, a smaller number as it is."""
+    if not isinstance(mark, (int, float)):
+        return "none yet (processing time, or no tuple seen)"
+    if mark > 1e9:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(mark))
+    return f"{mark:g}"
+
+
+def progress_lines(p: dict[str, Any], now: float) -> list[str]:
+    """A component's windows, checkpoint and source (cluster.records.component_progress)."""
+    lines = []
+    if w := p.get("windowing"):
+        lines.append(f"window {w.get('spec')}: watermark {_watermark(w.get('watermark'))}, "
+                     f"{w.get('late', 0):,} late")
+    if c := p.get("checkpoint"):
+        lines.append(f"checkpoint {checkpoint_text(c, now)}")
+    if src := p.get("source"):
+        behind = src.get("behind")
+        where = ", ".join(f"{t.get('name')} at {t.get('offset')}" for t in src.get("tasks", []))
+        lines.append(f"source {src.get('kind')}: {where}"
+                     + ("" if behind is None else f", {behind:,.0f} behind"))
+    return lines
 
 
 def rebalance(args: argparse.Namespace) -> int:

@@ -27,7 +27,14 @@ from typing import Any
 
 from cluster.codesign import sign_code, verify_code
 from cluster.config import Config, require_secret_off_loopback
-from cluster.records import ALL_TIME, aggregate_components, component_figures, heartbeats_of
+from cluster.records import (
+    ALL_TIME,
+    aggregate_components,
+    component_figures,
+    component_progress,
+    heartbeats_of,
+    last_checkpoint,
+)
 from cluster.state import ClusterState, StateError, open_state
 from cluster.status import Status
 from nimbus import submission as sub
@@ -317,9 +324,12 @@ class Nimbus:
                 "version": VERSION, "started": self.started}
 
     def list_topologies(self) -> list[dict[str, Any]]:
+        """Every topology's summary and its last committed checkpoint (None if it has none)."""
         state = self._live_state()
         assignments = state.assignments()
-        return sorted((self._summary(m, assignments.get(tid))
+        return sorted(({**self._summary(m, assignments.get(tid)),
+                        "checkpoint": last_checkpoint(component_progress(
+                            state.worker_heartbeats(tid).values()))}
                        for tid, m in state.topologies().items()), key=lambda s: s["name"])
 
     def topology_status(self, name: str) -> dict[str, Any]:
@@ -342,10 +352,13 @@ class Nimbus:
                 "secs_since_heartbeat": None if since is None else round(since, 3),
             })
         status = status_of(meta)
+        progress = component_progress(heartbeats.values())
         return {
             **self._summary(meta, assignment),
             "components": meta["components"],
             "stats": component_stats(heartbeats.values()),
+            "progress": progress,  # windows, checkpoints, sources (cluster.records)
+            "checkpoint": last_checkpoint(progress),
             "acker_tasks": meta.get("acker_tasks", []),
             "conf": meta.get("conf", {}),
             "lifecycle": meta.get("lifecycle"),

@@ -336,7 +336,8 @@ async function topologyView(id) {
     card("Emitted", fmtShort(stats.emitted), stats.windowPretty),
     card("Acked", fmtShort(stats.acked), `${fmtShort(last.acked || 0)}/s`),
     card("Failed", fmtShort(stats.failed), `${fmtShort(last.failed || 0)}/s`),
-    card("Complete latency", fmtMs(stats.completeLatency), stats.windowPretty));
+    card("Complete latency", fmtMs(stats.completeLatency), stats.windowPretty),
+    t.checkpoint ? checkpointCard(t.checkpoint) : null);
   return h("div", { class: "topology", "data-topology": t.id }, header, cards,
     panel("Topology graph · tuples/s on the edges", graph(live, t.id)),
     h("div", { class: "grid-chart" },
@@ -346,6 +347,47 @@ async function topologyView(id) {
     panel("Spouts", spoutTable(t)),
     panel("Bolts", boltTable(t)),
     panel("Workers", workerTable(t)));
+}
+
+// The last committed checkpoint of a stateful topology (DESIGN §8: txid, time, duration).
+function checkpointCard(c) {
+  const age = typeof c.time === "number" ? ago(Math.max(0, Math.round(Date.now() / 1000 - c.time))) : "";
+  const took = typeof c.duration === "number" ? "took " + fmtMs(c.duration * 1000) : "";
+  const failed = c.failed ? `${fmtInt(c.failed)} failed` : "";
+  const el = card("Last checkpoint", "txid " + fmtInt(c.txid), [age, took, failed].filter(Boolean).join(" · "));
+  el.setAttribute("data-checkpoint", String(c.txid));
+  return el;
+}
+
+function watermarkText(mark) {
+  if (typeof mark !== "number") return "none yet";
+  return mark > 1e9 ? new Date(mark * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") : fmtNum(mark);
+}
+
+// What a windowed bolt, a stateful component or a replayable spout reports beyond its counts.
+function progressPanel(x) {
+  const rows = [];
+  const row = (what, value) => rows.push(h("tr", { "data-progress": what }, td(what), td(value)));
+  if (x.windowing) {
+    row("Window", x.windowing.spec);
+    row("Watermark (lowest of its tasks)", watermarkText(x.windowing.watermark));
+    row("Late tuples", fmtInt(x.windowing.late));
+  }
+  if (x.checkpoint) {
+    row("Last committed checkpoint", "txid " + fmtInt(x.checkpoint.txid)
+      + (typeof x.checkpoint.time === "number" ? " · " + new Date(x.checkpoint.time * 1000).toLocaleString() : "")
+      + (typeof x.checkpoint.duration === "number" ? " · took " + fmtMs(x.checkpoint.duration * 1000) : ""));
+    row("Failed checkpoints", fmtInt(x.checkpoint.failed));
+  }
+  if (x.source) {
+    row("Source", x.source.kind);
+    row("Behind (all tasks)", fmtInt(x.source.behind));
+    for (const t of x.source.tasks || []) {
+      row(`Task ${t.task}`, `${t.name} at ${JSON.stringify(t.offset)}` + (t.behind === null ? "" : `, ${fmtInt(t.behind)} behind`));
+    }
+  }
+  if (!rows.length) return null;
+  return panel("Progress", table(["What", "Value"], rows));
 }
 
 function goneView(id) {
@@ -598,6 +640,7 @@ async function componentView(id, c) {
     h("div", { class: "titlebar" }, h("div", {}, h("h1", {}, c, " ", badge(x.componentType)),
       h("div", { class: "muted small", text: `${x.name} · ${x.executors} executors · ${x.tasks} tasks` }))),
     panel("Stats", table(wHead, windows)),
+    progressPanel(x),
     h("div", { class: "panel-head" }, h("span", { class: "muted", text: "Streams and executors over" }), windowToggle()),
     h("div", { class: "grid2" },
       panel("Inputs", table(["Component", "Stream", "Grouping", "#Executed", "#Execute latency", "#Acked", "#Failed"],
