@@ -226,7 +226,7 @@ class Windows(Bolt):
         pass
 
 
-def test_windows_checkpoints_and_sources_show(browser: Any) -> None:
+def test_windows_checkpoints_sources_and_log_levels_show(browser: Any) -> None:
     b = TopologyBuilder("progress")
     b.set_spout("lines", Lines())
     b.set_bolt("windows", Windows(), parallelism=2).shuffle_grouping("lines")
@@ -259,6 +259,24 @@ def test_windows_checkpoints_and_sources_show(browser: Any) -> None:
             assert re.search(own, progress), progress
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "ui-progress.png"), full_page=True)
+
+            # Change a log level (Storm's dialog), see it listed, clear it.
+            page.goto(f"{url}#/topology/{tid}")
+            page.click("#btn-log-level")
+            page.fill("#field-logger", "my.bolts")
+            page.select_option("#field-level", "WARN")
+            page.fill("#field-timeout", "0")
+            page.click("#action-ok")
+            page.fill("#secret-input", server.secret)
+            page.click("#secret-ok")
+            row = page.wait_for_selector('tr[data-logger="my.bolts"]')
+            assert "WARN" in row.inner_text() and "until cleared" in row.inner_text()
+            assignment = cluster.state.assignment(tid) or {}
+            assert assignment["log_levels"] == {"my.bolts": {"level": "WARN", "until": None}}
+            page.screenshot(path=str(ARTIFACTS / "ui-log-levels.png"), full_page=True)
+            page.click('button[data-clear="my.bolts"]')
+            page.wait_for_selector('tr[data-logger="my.bolts"]', state="detached")
+            assert "log_levels" not in (cluster.state.assignment(tid) or {})
             assert not problems, problems
             page.close()
         finally:
