@@ -251,6 +251,10 @@ def status(args: argparse.Namespace) -> int:
             print(f"        {detail}")
     if st.get("checkpoint"):
         print(f"  last committed checkpoint: {checkpoint_text(st['checkpoint'], time.time())}")
+    if st.get("log_levels"):
+        from cli.loglevel_cmd import describe
+
+        print(f"  log levels (set-log-level): {describe(st['log_levels'])}")
     for w in st["workers"]:
         hb = "no heartbeat" if w.get("heartbeat_version") is None else \
             f"running v{_assignment_of(w['heartbeat_version'])}"

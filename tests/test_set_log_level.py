@@ -137,6 +137,8 @@ def test_levels_go_into_the_assignment_and_mistakes_are_one_line(
     assignment = view.assignment(tid)
     assert assignment["version"] == before + 1
     assert assignment["log_levels"]["my.bolts"]["level"] == "DEBUG"
+    status = squall("status", "numbers", endpoint=ep).stdout
+    assert "log levels (set-log-level): my.bolts=DEBUG for " in status, status
     done = squall("set_log_level", "numbers", "-r", "my.bolts", endpoint=ep)  # Storm's name
     assert done.returncode == 0 and "every logger at its own level" in done.stdout
     assert "log_levels" not in view.assignment(tid)
