@@ -69,11 +69,13 @@ def test_set_log_level_reaches_running_workers_and_is_put_back(
     cluster.cli("submit", str(path), "--wait")
     wait_for(lambda: len(numbers(worker_log(cluster), "tick")) >= 5, 30, "ticks logged")
     assert "detail" not in worker_log(cluster)  # DEBUG is below the workers' INFO
+    pids = cluster.worker_pids()
 
     done = cluster.cli("set-log-level", "chatty", "chatty=DEBUG", "-t", "3")
     assert "'chatty': chatty=DEBUG for 3 s" in done.stdout, done.stdout
     wait_for(lambda: numbers(worker_log(cluster), "detail"), 20, "DEBUG lines of chatty")
     assert "log level of chatty set to DEBUG for" in worker_log(cluster)
+    assert cluster.worker_pids() == pids  # the running worker changed it, not a new one
 
     # Its time over, the worker puts the logger back by itself: no more DEBUG lines.
     text = wait_for(lambda: (t := worker_log(cluster)) and "log level of chatty back to" in t
