@@ -380,9 +380,23 @@ def test_windows_checkpoints_and_sources_reach_the_topology_and_component_views(
     assert count["executorStats"][0]["checkpoint"] == checkpoint
     assert "source" not in count["executorStats"][0]
 
+    families = {f.name: f for f in text_string_to_metric_families(dash.get("/metrics"))}
+    values = {name: [(s.labels["component"], s.labels["task"], s.value) for s in f.samples]
+              for name, f in families.items()
+              if name.startswith(("squall_source", "squall_window", "squall_checkpoint"))}
+    assert values["squall_source_behind"] == [("words", "1", 512)]
+    assert values["squall_window_watermark_seconds"] == [("count", "2", START - 3.0)]
+    assert values["squall_window_late_tuples"] == [("count", "2", 7)]
+    assert values["squall_checkpoint_txid"] == [("count", "2", 42)]
+    assert values["squall_checkpoint_duration_seconds"] == [("count", "2", 0.012)]
+    assert values["squall_checkpoint_failed"] == [("count", "2", 1)]
+    assert families["squall_source_behind"].type == "gauge"
+
 
 def test_a_topology_without_them_shows_none(dash: Dashboard) -> None:
     record_traffic(dash, 10.0, 100, two_windows())
     page = dash.get(f"/api/v1/topology/{TID}")
     assert page["checkpoint"] is None
     assert page["spouts"][0]["source"] is None and page["bolts"][0]["windowing"] is None
+    exposition = dash.get("/metrics")
+    assert "squall_source_behind" not in exposition and "squall_checkpoint" not in exposition
