@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "cli.cluster_cmds",
     "cli.monitor_cmd",
     "cli.logs_cmd",
+    "cli.loglevel_cmd",
     "cli.nimbus_cmd",
     "cli.supervisor_cmd",
     "cli.devcluster_cmd",
