@@ -77,11 +77,8 @@ class LocalActions:
 
     def set_log_levels(self, name: str, levels: Mapping[str, str], timeout: float | None,
                        reset: list[str]) -> None:
-        # LocalCluster runs the real nimbus (and supervisor, which hands the levels to the
-        # workers); it has no method of its own for this yet.
-        nimbus = self.cluster._nimbus
         try:
-            nimbus.set_log_levels(name, levels, timeout, reset)
+            self.cluster.set_log_levels(name, levels, timeout, reset)
         except SquallError as e:
             raise ApiError(str(e)) from e
 
