@@ -48,7 +48,7 @@ def tuple_epoch(ids: Sequence[int], near: int) -> int | None:
 
 class _Epoch:
     __slots__ = ("txid", "epoch", "emitted", "completed", "closed", "position", "held",
-                 "failed")
+                 "failed", "nfailed")
 
     def __init__(self, txid: int, epoch: int) -> None:
         self.txid = txid
@@ -59,6 +59,7 @@ class _Epoch:
         self.position: dict[str, Any] | None = None
         self.held: list[Any] = []  # msg ids of completed trees: acked to the user on commit
         self.failed: list[Any] = []  # msg ids of failed trees: failed to the user on recovery
+        self.nfailed = 0
 
 
 class SpoutRecovery(NamedTuple):
@@ -73,11 +74,13 @@ class SpoutLedger:
     The executor makes roots with `make_root(ledger.epoch, ...)` and calls `emitted()` per
     tracked tuple; it routes acker outcomes here instead of to the user spout, and acks /
     fails the user's msg ids when `commit` / `recover` say so. It lets the spout emit only
-    while `running` (after RECOVER, it waits for START).
+    while `running` (after RECOVER, it waits for START). With `keep_msg_ids` False (a
+    replayable spout, replayed by seeking) it only counts trees and returns no msg ids.
     """
 
-    def __init__(self, task: int) -> None:
+    def __init__(self, task: int, keep_msg_ids: bool = True) -> None:
         self.task = task
+        self.keep_msg_ids = keep_msg_ids
         self.running = False
         self.epoch = 0
         self.txid = 0
@@ -95,7 +98,7 @@ class SpoutLedger:
         if self._recovery is not None and msg.epoch <= self._recovery:
             reply = Recovered(self.task, msg.epoch) if msg.epoch == self._recovery else None
             return SpoutRecovery(reply, False, [])
-        fail = list(in_flight)
+        fail = list(in_flight) if self.keep_msg_ids else []
         for record in self._epochs.values():
             fail += record.held
             fail += record.failed
@@ -139,7 +142,8 @@ class SpoutLedger:
         if record is None:
             return None  # a tree of a rolled-back epoch: its msg id was failed already
         record.completed += 1
-        record.held.append(msg_id)
+        if self.keep_msg_ids:
+            record.held.append(msg_id)
         if record.closed and self._is_done(record):
             return self._done(record)
         return None
@@ -149,8 +153,10 @@ class SpoutLedger:
         record = self._find(root)
         if record is None:
             return None
-        record.failed.append(msg_id)
-        if len(record.failed) > 1:
+        record.nfailed += 1
+        if self.keep_msg_ids:
+            record.failed.append(msg_id)
+        if record.nfailed > 1:
             return None
         return Failed(self.task, record.txid, record.epoch, reason)
 
@@ -165,7 +171,7 @@ class SpoutLedger:
         return record.held
 
     def _is_done(self, record: _Epoch) -> bool:
-        return not record.failed and record.completed == record.emitted
+        return not record.nfailed and record.completed == record.emitted
 
     def _done(self, record: _Epoch) -> Done:
         return Done(self.task, record.txid, record.epoch, record.position)
@@ -173,7 +179,7 @@ class SpoutLedger:
     @property
     def held(self) -> int:
         """Completed trees whose acks wait for their checkpoint to commit."""
-        return sum(len(r.held) for r in self._epochs.values())
+        return sum(r.completed for r in self._epochs.values())
 
 
 # --- a stateful task ------------------------------------------------------------------------

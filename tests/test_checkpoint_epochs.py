@@ -325,3 +325,20 @@ def test_a_repeated_recover_is_answered_and_changes_nothing_on_a_task() -> None:
     assert again.reply == Recovered(5, 100) and not again.restore
     assert ledger.open == 101 and ledger.prepared == [(1, 100)]
     assert ledger.recover(Recover(0, 50, {})).reply is None
+
+
+def test_a_spout_replayed_by_seeking_keeps_no_msg_ids() -> None:
+    ledger = SpoutLedger(task=3, keep_msg_ids=False)
+    ledger.recover(Recover(0, 100, {}))
+    ledger.start(Start(1, 100), None)
+    ledger.emitted(3)
+    ledger.completed(root(100), 0)
+    assert ledger.failed(root(100), 10) == Failed(3, 1, 100, "a tuple failed")
+    assert ledger.failed(root(100), 20) is None
+    assert ledger.held == 1
+    assert ledger.recover(Recover(0, 101, {}), in_flight=[30]).fail == []
+    ledger.start(Start(1, 101), None)
+    ledger.emitted()
+    ledger.completed(root(101), 40)
+    assert ledger.start(Start(2, 102), None) == [Done(3, 1, 101, None)]
+    assert ledger.commit(Commit(1, 101)) == []
