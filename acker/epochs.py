@@ -85,6 +85,7 @@ class SpoutLedger:
         self.epoch = 0
         self.txid = 0
         self.committed_txid = 0
+        self.committed_trees = 0  # trees of the last checkpoint committed
         self.committed_position: dict[str, Any] | None = None
         self._recovery: int | None = None
         self._epochs: dict[int, _Epoch] = {}
@@ -166,6 +167,7 @@ class SpoutLedger:
         if record is None or record.txid != msg.txid:
             return []
         del self._epochs[msg.epoch]
+        self.committed_trees = record.completed
         self.committed_txid = msg.txid
         self.committed_position = record.position
         return record.held

@@ -102,6 +102,24 @@ class RedisServer:
             return "(no redis log)"
 
 
+class ExternalRedis(RedisServer):
+    """A server this process did not start (deploy/test.sh's): used, never stopped."""
+
+    def __init__(self, url: str) -> None:
+        rest = url.split("://", 1)[-1].split("/", 1)[0]
+        host, _, port = rest.rpartition(":")
+        super().__init__(int(port), data_dir="", host=host or "127.0.0.1")
+        if not ping(self.host, self.port, timeout=5):
+            raise RuntimeError(f"{EXTERNAL_ENV}={url}: no redis answers PING there")
+
+    def running(self) -> bool:
+        return ping(self.host, self.port)
+
+    def stop(self, remove: bool | None = None) -> None:
+        """Not ours to stop."""
+
+
+EXTERNAL_ENV = "SQUALL_TEST_REDIS_URL"
 _SERVER = pytest.StashKey[RedisServer]()
 
 
@@ -112,6 +130,10 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     server = request.session.stash.get(_SERVER, None)
     if server is not None and server.running():
         yield server
+        return
+    external = os.environ.get(EXTERNAL_ENV)
+    if external:  # deploy/test.sh started one
+        yield ExternalRedis(external)
         return
     server = RedisServer().start()
     request.session.stash[_SERVER] = server

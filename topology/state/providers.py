@@ -114,6 +114,14 @@ class StateProvider(ABC):
         """Durably replace the commit record (a JSON-safe mapping)."""
 
     @abstractmethod
+    def read_control(self) -> dict[str, Any] | None:
+        """The coordinator's latest directive to the spouts (see worker.checkpoint), or None."""
+
+    @abstractmethod
+    def write_control(self, control: Mapping[str, Any]) -> None:
+        """Replace the directive to the spouts (a JSON-safe mapping; not fsynced)."""
+
+    @abstractmethod
     def clear(self) -> None:
         """Forget every checkpoint and the record of this topology."""
 
@@ -178,6 +186,7 @@ class MemoryProvider(StateProvider):
         super().__init__(topology)
         self._stores: dict[tuple[str, int], _MemoryTaskStore] = {}
         self._record: dict[str, Any] | None = None
+        self._control: dict[str, Any] | None = None
 
     def task_store(self, component: str, index: int) -> TaskStore:
         key = (component, index)
@@ -191,9 +200,16 @@ class MemoryProvider(StateProvider):
     def write_record(self, record: Mapping[str, Any]) -> None:
         self._record = decode(encode(dict(record)))
 
+    def read_control(self) -> dict[str, Any] | None:
+        return None if self._control is None else decode(encode(self._control))
+
+    def write_control(self, control: Mapping[str, Any]) -> None:
+        self._control = decode(encode(dict(control)))
+
     def clear(self) -> None:
         self._stores.clear()
         self._record = None
+        self._control = None
 
     def close(self) -> None:
         """Nothing to release: the checkpoints live as long as this object."""
@@ -201,12 +217,14 @@ class MemoryProvider(StateProvider):
 
 # --- by configuration -----------------------------------------------------------------------
 
+_MEMORY: dict[str, MemoryProvider] = {}
+
 
 def open_provider(conf: Mapping[str, Any], topology: str) -> StateProvider:
     """The provider `topology.state.provider` names, for `topology` (by name)."""
     kind = conf.get("topology.state.provider", "sqlite")
-    if kind == "memory":
-        return MemoryProvider(topology)
+    if kind == "memory":  # one per topology and process: the tasks of a worker share it
+        return _MEMORY.setdefault(topology, MemoryProvider(topology))
     if kind == "sqlite":
         import os
 

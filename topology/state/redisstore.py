@@ -152,16 +152,26 @@ class RedisProvider(StateProvider):
             raise StateError(f"topology {self.topology!r}: {what} failed on redis "
                              f"{self.url_shown}: {e}") from None
 
-    def read_record(self) -> dict[str, Any] | None:
-        text = self._call("reading the commit record", self.db.get, f"{self.prefix}record")
+    def _read(self, key: str, what: str) -> dict[str, Any] | None:
+        text = self._call(f"reading the {what}", self.db.get, f"{self.prefix}{key}")
         if text is None:
             return None
         try:
             record: dict[str, Any] = json.loads(text)
         except ValueError as e:
-            raise StateError(f"topology {self.topology!r}: its commit record on redis "
+            raise StateError(f"topology {self.topology!r}: its {what} on redis "
                              f"{self.url_shown} is damaged: {e}") from None
         return record
+
+    def read_record(self) -> dict[str, Any] | None:
+        return self._read("record", "commit record")
+
+    def read_control(self) -> dict[str, Any] | None:
+        return self._read("control", "checkpoint directive")
+
+    def write_control(self, control: Mapping[str, Any]) -> None:
+        self._call("writing the checkpoint directive", self.db.set, f"{self.prefix}control",
+                   json.dumps(dict(control)))
 
     def write_record(self, record: Mapping[str, Any]) -> None:
         self._call("writing the commit record", self.db.set, f"{self.prefix}record",

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS committed (
     component TEXT NOT NULL, task INTEGER NOT NULL, txid INTEGER NOT NULL,
     PRIMARY KEY (component, task)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS record (id INTEGER PRIMARY KEY CHECK (id = 0), value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS control (id INTEGER PRIMARY KEY CHECK (id = 0), value TEXT NOT NULL);
 """
 
 
@@ -164,20 +165,31 @@ class SqliteProvider(StateProvider):
     def task_store(self, component: str, index: int) -> TaskStore:
         return _SqliteTaskStore(self, component, index)
 
-    def read_record(self) -> dict[str, Any] | None:
+    def _read(self, table: str, what: str) -> dict[str, Any] | None:
         try:
-            row = self._connect().execute("SELECT value FROM record WHERE id = 0").fetchone()
+            row = self._connect().execute(f"SELECT value FROM {table} WHERE id = 0").fetchone()
         except sqlite3.Error as e:
-            raise StateError(f"topology {self.topology!r}: cannot read its commit record from "
+            raise StateError(f"topology {self.topology!r}: cannot read its {what} from "
                              f"{self.path}: {e}") from None
         if row is None:
             return None
         try:
             record: dict[str, Any] = json.loads(row[0])
         except ValueError as e:
-            raise StateError(f"topology {self.topology!r}: its commit record in {self.path} is "
+            raise StateError(f"topology {self.topology!r}: its {what} in {self.path} is "
                              f"damaged: {e}") from None
         return record
+
+    def read_record(self) -> dict[str, Any] | None:
+        return self._read("record", "commit record")
+
+    def read_control(self) -> dict[str, Any] | None:
+        return self._read("control", "checkpoint directive")
+
+    def write_control(self, control: Mapping[str, Any]) -> None:
+        text = json.dumps(dict(control))
+        with self.transaction(f"topology {self.topology!r}", "writing the directive") as db:
+            db.execute("INSERT OR REPLACE INTO control VALUES (0, ?)", (text,))
 
     def write_record(self, record: Mapping[str, Any]) -> None:
         text = json.dumps(dict(record))
@@ -187,7 +199,7 @@ class SqliteProvider(StateProvider):
 
     def clear(self) -> None:
         with self.transaction(f"topology {self.topology!r}", "clearing its state") as db:
-            for table in ("kv", "pending", "committed", "record"):
+            for table in ("kv", "pending", "committed", "record", "control"):
                 db.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:
