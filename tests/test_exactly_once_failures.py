@@ -1,0 +1,120 @@
+"""A checkpoint that fails to prepare on one task is rolled back on every task, on real
+worker processes, and the heartbeats show the last committed checkpoint and the log-file
+spout's source (DESIGN §8; the fields OPS reads)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+from polling import wait_for
+from test_exactly_once import CONF, EXAMPLE, Writer, assert_every_txid_once, totals
+
+from topology import TopologyBuilder
+from topology.local import LocalCluster
+from topology.spouts import LogFileSpout
+
+
+class PoisonOnce:
+    """A value that cannot be saved once: pickling it fails while `marker` exists, and
+    removes it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        if os.path.exists(self.marker):
+            os.unlink(self.marker)
+            raise RuntimeError("this value cannot be saved (on purpose)")
+        return (PoisonOnce, (self.marker,))
+
+
+@pytest.fixture
+def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("EXACTLY_ONCE_INPUT", str(tmp_path / "input.log"))
+    monkeypatch.setenv("EXACTLY_ONCE_DB", str(tmp_path / "counts.sqlite3"))
+    (tmp_path / "input.log").touch()
+    spec = importlib.util.spec_from_file_location("exactly_once_count", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    this = sys.modules[__name__]
+    for m in (module, this):
+        cloudpickle.register_pickle_by_value(m)
+    try:
+        yield module
+    finally:
+        for m in (module, this):
+            cloudpickle.unregister_pickle_by_value(m)
+        del sys.modules[spec.name]
+
+
+def snapshots(cluster: LocalCluster, name: str, field: str) -> list[dict[str, Any]]:
+    """Every `field` of the executor snapshots in the workers' heartbeats."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get(field), dict):
+                found.append(node[field])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(cluster.status(name)["workers"])
+    return found
+
+
+@pytest.mark.timeout(180)
+def test_a_failed_prepare_on_one_task_rolls_back_everywhere(example: Any,
+                                                           tmp_path: Path) -> None:
+    marker = str(tmp_path / "poison")
+
+    class PoisonedCount(example.CommitCounts):  # type: ignore[misc, name-defined]
+        def prepare(self, conf: Any, context: Any) -> None:
+            super().prepare(conf, context)
+            self.index = context.task_index
+
+        def process(self, tup: Any) -> None:
+            super().process(tup)
+            if self.index == 1 and os.path.exists(marker):
+                self.counts["__poison__"] = PoisonOnce(marker)
+
+    log_file, db = tmp_path / "input.log", tmp_path / "counts.sqlite3"
+    builder = TopologyBuilder("eo-poison")
+    builder.set_spout("lines", LogFileSpout(str(log_file)))
+    builder.set_bolt("split", example.SplitLine, parallelism=2).shuffle_grouping("lines")
+    builder.set_bolt("count", PoisonedCount(str(db)), parallelism=2) \
+        .fields_grouping("split", ["word"])
+    topology = builder.build(config={"topology.workers": 2})
+    with LocalCluster({"local.dir": str(tmp_path / "local")}) as cluster:
+        cluster.submit(topology, config=CONF)
+        cluster.wait_running("eo-poison", 60)
+        with Writer(log_file, lines=8_000) as writer:
+            wait_for(lambda: sum(totals(db).values()) > 1000, 60, "some input committed")
+            Path(marker).touch()  # the next checkpoint cannot prepare on count's task 1
+            wait_for(lambda: not os.path.exists(marker), 30, "the poisoned prepare")
+            writer.thread.join(60)
+        expected = dict(writer.expected)
+        wait_for(lambda: totals(db) == expected, 90, "the totals reaching the input's")
+        checkpoint = wait_for(lambda: [c for c in snapshots(cluster, "eo-poison", "checkpoint")
+                                       if c.get("failed")], 20, "a rolled-back checkpoint")[0]
+        assert set(checkpoint) == {"txid", "time", "duration", "failed"}
+        assert checkpoint["txid"] >= 1 and checkpoint["failed"] >= 1
+        assert checkpoint["duration"] >= 0 and checkpoint["time"] > 0
+        size = log_file.stat().st_size
+        source = wait_for(lambda: [s for s in snapshots(cluster, "eo-poison", "source")
+                                   if s.get("offset") == size], 20, "the source caught up")[0]
+        assert source == {"kind": "logfile", "name": str(log_file), "offset": size,
+                          "behind": 0}
+    assert "__poison__" not in totals(db)
+    assert_every_txid_once(db)
