@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from acker.checkpoint import Commit, Committed, Hello, Prepare, Recover, from_wire
-from acker.epochs import TaskLedger
+from acker.epochs import TAG_SHIFT, TaskLedger
 from topology.state import StateError, TaskState, open_provider
 from topology.state.bolts import CommitterBolt
 from topology.state.plan import CheckpointPlan, plan_of
@@ -69,6 +69,9 @@ class StatefulBoltExecutor(BoltExecutor):
         stateful = [t for c in self.plan.stateful for t in self.tasks.get(c, ())]
         committers = [t for c in self.plan.committers for t in self.tasks.get(c, ())]
         layout = {c: len(self.tasks.get(c, ())) for c in self.plan.stateful}
+        if provider.kind == "memory" and int(self.conf.get("topology.workers") or 1) > 1:
+            raise StateError("topology.state.provider 'memory' keeps checkpoints in one "
+                             "process: use it with topology.workers 1 (or use sqlite or redis)")
         if not any(c == "__acker" for c in self.tasks):
             raise StateError("a topology with stateful bolts needs ackers "
                              "(topology.acker.executors > 0)")
@@ -81,10 +84,13 @@ class StatefulBoltExecutor(BoltExecutor):
     # --- data --------------------------------------------------------------------------
 
     def execute(self, tup: Tuple) -> None:
-        if self.ledger.admit(tup, tup.id):
+        ids = tup.id
+        # The common case inline: one tree, of the epoch being processed.
+        if (len(ids) == 2 and ids[0] >> TAG_SHIFT == self.ledger.open_tag) \
+                or self.ledger.admit(tup, ids):
             self.bolt.process(tup)  # an exception: BoltExecutor fails the tuple
-            if self.auto_ack_user:
-                self.collector.ack(tup)
+            if self.auto_ack_user and self.outbox.ack(tup):
+                self.stats.acked += 1
 
     def _release(self, items: list[Any]) -> None:
         """Process tuples that waited for their epoch."""
