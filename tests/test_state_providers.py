@@ -270,3 +270,17 @@ def test_redis_state_survives_a_restart_of_the_server(tmp_path: Path) -> None:
         provider.close()
     finally:
         server.stop(remove=True)
+
+
+def test_the_directive_to_spouts_is_kept_apart_from_the_record(make: Any) -> None:
+    provider = make()
+    assert provider.read_control() is None
+    provider.write_record({"txid": 3})
+    provider.write_control({"recover": [3, 9, {"lines": {"/a.log": 10}}], "phase": "running",
+                            "starts": [[4, 9]], "commits": []})
+    again = make()  # another worker's connection
+    assert again.read_control() == {"recover": [3, 9, {"lines": {"/a.log": 10}}],
+                                    "phase": "running", "starts": [[4, 9]], "commits": []}
+    assert again.read_record() == {"txid": 3}
+    provider.clear()
+    assert make().read_control() is None
