@@ -7,6 +7,9 @@ Input:  $EXACTLY_ONCE_INPUT  (default /tmp/squall-exactly-once/input.log, writte
 Output: $EXACTLY_ONCE_DB     (default /tmp/squall-exactly-once/counts.sqlite3):
         counts(word, count, txid) and commits(task, txid): one row per committed checkpoint.
 Kill a worker (kill -9) while it runs: the totals still end exactly equal to the input's.
+The checkpointed state (counts, the spout's offset) lives in
+`local.dir`/state/exactly-once-count.sqlite3: a second run resumes from it and counts only
+new lines; remove it with the output to start over.
 """
 
 from __future__ import annotations

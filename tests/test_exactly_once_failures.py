@@ -118,3 +118,22 @@ def test_a_failed_prepare_on_one_task_rolls_back_everywhere(example: Any,
                           "behind": 0}
     assert "__poison__" not in totals(db)
     assert_every_txid_once(db)
+
+
+@pytest.mark.timeout(180)
+def test_a_stateful_bolts_parallelism_cannot_change_under_its_state(example: Any,
+                                                                    tmp_path: Path) -> None:
+    log_file, db = tmp_path / "input.log", tmp_path / "counts.sqlite3"
+    log_file.write_text("a b c\n" * 100)
+    with LocalCluster({"local.dir": str(tmp_path / "local")}) as cluster:
+        cluster.submit(example.build(str(log_file), str(db)), config=CONF)
+        wait_for(lambda: sum(totals(db).values()) == 300, 60, "the input committed")
+        cluster.kill("exactly-once-count")
+        changed = example.build(str(log_file), str(db)).with_parallelism({"count": 3})
+        cluster.submit(changed, config=CONF)
+        error = wait_for(lambda: [e for e in cluster.status("exactly-once-count")["errors"]
+                                  if "cannot change the parallelism" in str(e)], 60,
+                         "the refusal reported")[0]
+        assert "'count' from 2 to 3" in str(error)
+        assert "submit the topology under a new name" in str(error)
+    assert sum(totals(db).values()) == 300  # nothing counted twice, nothing lost
