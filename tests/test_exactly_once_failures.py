@@ -1,12 +1,16 @@
-"""A checkpoint that fails to prepare on one task is rolled back on every task, on real
-worker processes, and the heartbeats show the last committed checkpoint and the log-file
-spout's source (DESIGN §8; the fields OPS reads)."""
+"""Exactly-once on real worker processes, beyond kill -9 of a log-file topology: a checkpoint
+that fails to prepare on one task is rolled back on every task; a Redis Streams spout
+replays by entry id; a stateful bolt's parallelism cannot change under its state; the
+heartbeats show the last committed checkpoint and each replayable spout's source."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +18,12 @@ from typing import Any
 import cloudpickle
 import pytest
 from polling import wait_for
-from test_exactly_once import CONF, EXAMPLE, Writer, assert_every_txid_once, totals
+from redis_fixtures import RedisServer, redis_server  # noqa: F401  (a fixture, used by name)
+from test_exactly_once import CONF, EXAMPLE, Writer, assert_every_txid_once, line, totals
 
 from topology import TopologyBuilder
 from topology.local import LocalCluster
-from topology.spouts import LogFileSpout
+from topology.spouts import LogFileSpout, RedisStreamSpout
 
 
 class PoisonOnce:
@@ -137,3 +142,46 @@ def test_a_stateful_bolts_parallelism_cannot_change_under_its_state(example: Any
         assert "'count' from 2 to 3" in str(error)
         assert "submit the topology under a new name" in str(error)
     assert sum(totals(db).values()) == 300  # nothing counted twice, nothing lost
+
+
+@pytest.mark.timeout(240)
+def test_a_redis_stream_spout_replays_exactly_once_through_kill_9(
+        example: Any, tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    import redis
+
+    stream = f"lines-{uuid.uuid4().hex[:8]}"
+    db = tmp_path / "counts.sqlite3"
+    builder = TopologyBuilder("eo-stream")
+    builder.set_spout("lines", RedisStreamSpout(stream, fields=["line"]))
+    builder.set_bolt("split", example.SplitLine, parallelism=2).shuffle_grouping("lines")
+    builder.set_bolt("count", example.CommitCounts(str(db)), parallelism=2) \
+        .fields_grouping("split", ["word"])
+    topology = builder.build(config={"topology.workers": 2})
+    client = redis.Redis.from_url(redis_server.url)
+    expected: Counter[str] = Counter()
+    try:
+        with LocalCluster({"local.dir": str(tmp_path / "local"),
+                           "topology.state.redis.url": redis_server.url}) as cluster:
+            cluster.submit(topology, config=CONF)
+            cluster.wait_running("eo-stream", 60)
+            for round_ in range(3):
+                for i in range(round_ * 3000, (round_ + 1) * 3000):
+                    expected.update(line(i).split())
+                    client.xadd(stream, {"line": line(i)})
+                floor = sum(totals(db).values()) + 500
+                wait_for(lambda f=floor: sum(totals(db).values()) >= f, 60, "progress")
+                pids = cluster.worker_pids("eo-stream")
+                port, pid = sorted(pids.items())[round_ % len(pids)]
+                os.kill(pid, signal.SIGKILL)
+                wait_for(lambda p=port, old=pid: cluster.worker_pids("eo-stream").get(p)
+                         not in (None, old), 30, f"worker on port {port} restarted")
+            wait_for(lambda: totals(db) == dict(expected), 120,
+                     f"the totals reaching the stream's {sum(expected.values())} words")
+            source = wait_for(lambda: [s for s in snapshots(cluster, "eo-stream", "source")
+                                       if s.get("behind") == 0], 20, "the spout caught up")[0]
+            assert source["kind"] == "redis-stream" and source["name"] == stream
+        assert totals(db) == dict(expected)
+        assert_every_txid_once(db)
+    finally:
+        client.delete(stream)
+        client.close()
