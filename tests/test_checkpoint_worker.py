@@ -16,6 +16,7 @@ from topology.spouts import LogFileSpout
 from topology.state import CommitterBolt, StatefulBolt
 from topology.state.plan import SPOUT_EXECUTOR, STATEFUL_EXECUTOR, CheckpointPlan, plan_of
 from worker.checkpoint import KEEP_COMMITS, Directive
+from worker.executor import BoltExecutor
 from worker.tasks import executor_class
 
 
@@ -86,14 +87,16 @@ def build(config: dict[str, Any] | None = None) -> Any:
 def test_a_stateful_topology_runs_the_protocols_executors() -> None:
     topology = build()
     spec = topology.components
-    plan = CheckpointPlan(("log", "words"), ("count", "sink"), ("sink",))
-    for cid in ("words", "log", "count", "sink"):
+    plan = CheckpointPlan(("log", "words"), ("count", "sink"), ("sink",), ("plain",))
+    for cid in ("words", "log", "count", "sink", "plain"):
         assert plan_of(spec[cid].obj) == plan, cid
     assert spec["words"].obj.executor_factory == SPOUT_EXECUTOR
     assert spec["count"].obj.executor_factory == STATEFUL_EXECUTOR
     assert executor_class(spec["log"]).__name__ == "CheckpointSpoutExecutor"
     assert executor_class(spec["sink"]).__name__ == "StatefulBoltExecutor"
-    assert executor_class(spec["plain"]).__name__ == "BoltExecutor"  # stateless: untouched
+    # A stateless bolt only says HELLO when it (re)starts: its tuples run as any bolt's.
+    assert executor_class(spec["plain"]).__name__ == "WatchedBoltExecutor"
+    assert executor_class(spec["plain"]).execute is BoltExecutor.execute
     # The user's classes are left alone, and what the worker gets still is theirs.
     assert Words.executor_factory is None and plan_of(Words) is None
     assert isinstance(spec["count"].obj, Count) and spec["words"].obj.__name__ == "Words"
@@ -115,3 +118,26 @@ def test_a_topology_without_stateful_bolts_is_untouched() -> None:
 def test_stateful_bolts_need_the_acker() -> None:
     with pytest.raises(TopologyError, match="topology.acker.executors 0"):
         build({"topology.acker.executors": 0})
+
+
+class OwnSpout(Words):
+    executor_factory = "worker.executor:SpoutExecutor"
+
+
+class OwnBolt(Plain):
+    executor_factory = "worker.executor:BoltExecutor"
+
+
+def test_components_with_executors_of_their_own() -> None:
+    b = TopologyBuilder("own")
+    b.set_spout("words", Words)
+    b.set_bolt("own", OwnBolt).shuffle_grouping("words")
+    b.set_bolt("count", Count).fields_grouping("own", ["word"])
+    topology = b.build()
+    assert topology.components["own"].obj is OwnBolt  # left alone: not watched
+    assert plan_of(topology.components["count"].obj).watched == ()  # type: ignore[union-attr]
+    b = TopologyBuilder("own-spout")
+    b.set_spout("words", OwnSpout)
+    b.set_bolt("count", Count).shuffle_grouping("words")
+    with pytest.raises(TopologyError, match="spout 'words' runs its own executor"):
+        b.build()

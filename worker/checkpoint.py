@@ -73,8 +73,8 @@ class CoordinatorShell:
     """Drives one `Coordinator` for the task `host` (a stateful bolt executor)."""
 
     def __init__(self, host: Any, provider: StateProvider, spouts: Mapping[int, str],
-                 stateful: Sequence[int], committers: Sequence[int], layout: Mapping[str, int],
-                 conf: Mapping[str, Any]) -> None:
+                 stateful: Sequence[int], committers: Sequence[int], watched: Sequence[int],
+                 layout: Mapping[str, int], conf: Mapping[str, Any]) -> None:
         self.host = host
         self.provider = provider
         self.spouts = dict(spouts)
@@ -86,7 +86,7 @@ class CoordinatorShell:
         check_layout(provider.topology, record, layout)
         self.machine = Coordinator(spouts, stateful, committers, record, interval=interval,
                                    timeout=float(conf["topology.message.timeout.secs"]),
-                                   layout=layout)
+                                   watched=watched, layout=layout)
         log.info("%s: starting from txid %d (task %d)", self.where, record.txid, host.task)
 
     def start(self, now: float) -> None:

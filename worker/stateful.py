@@ -69,13 +69,15 @@ class StatefulBoltExecutor(BoltExecutor):
         stateful = [t for c in self.plan.stateful for t in self.tasks.get(c, ())]
         committers = [t for c in self.plan.committers for t in self.tasks.get(c, ())]
         layout = {c: len(self.tasks.get(c, ())) for c in self.plan.stateful}
+        watched = [t for c in self.plan.watched for t in self.tasks.get(c, ())]
         if provider.kind == "memory" and int(self.conf.get("topology.workers") or 1) > 1:
             raise StateError("topology.state.provider 'memory' keeps checkpoints in one "
                              "process: use it with topology.workers 1 (or use sqlite or redis)")
         if not any(c == "__acker" for c in self.tasks):
             raise StateError("a topology with stateful bolts needs ackers "
                              "(topology.acker.executors > 0)")
-        return CoordinatorShell(self, provider, spouts, stateful, committers, layout, self.conf)
+        return CoordinatorShell(self, provider, spouts, stateful, committers, watched, layout,
+                                self.conf)
 
     def _hello(self, now: float) -> None:
         if not self.ledger.ready:
@@ -201,3 +203,23 @@ class StatefulBoltExecutor(BoltExecutor):
         if self.shell is not None:
             out["checkpoint"] = self.shell.snapshot()
         return out
+
+
+class WatchedBoltExecutor(BoltExecutor):
+    """A stateless bolt of a topology with stateful bolts. It says HELLO when it starts: a
+    restart lost the tuples it held, and the coordinator rolls back at once instead of
+    waiting for them to time out. Its tuples are processed as any bolt's."""
+
+    system_streams = SYSTEM_STREAMS
+
+    def __init__(self, env: TaskEnv) -> None:
+        super().__init__(env)
+        plan = plan_of(self.bolt)
+        assert plan is not None and env.context is not None, "built by prepare_checkpoints"
+        self.coordinator = plan.coordinator_task(
+            {c: env.context.component_tasks(c) for c in env.context.components})
+        self.collector.out.setdefault(self.coordinator, [])  # see Dispatcher._local
+
+    def open(self) -> None:
+        super().open()
+        send(self.collector, Hello(self.task), [self.coordinator])

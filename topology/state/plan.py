@@ -18,6 +18,7 @@ from topology.state.bolts import CommitterBolt, StatefulBolt
 
 SPOUT_EXECUTOR = "worker.checkpoint_spout:CheckpointSpoutExecutor"
 STATEFUL_EXECUTOR = "worker.stateful:StatefulBoltExecutor"
+WATCHED_EXECUTOR = "worker.stateful:WatchedBoltExecutor"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class CheckpointPlan:
     spouts: tuple[str, ...]
     stateful: tuple[str, ...]  # committers included
     committers: tuple[str, ...]
+    watched: tuple[str, ...] = ()  # stateless bolts that say HELLO when they (re)start
 
     def coordinator_task(self, component_tasks: Mapping[str, list[int]]) -> int:
         """The task that coordinates checkpoints: the first task of the stateful bolts."""
@@ -66,14 +68,27 @@ def prepare_checkpoints(topology: Any) -> list[str]:
     if ackers is not None and not ackers:
         return [f"it has stateful bolts ({', '.join(stateful)}) and topology.acker.executors "
                 "0: exactly-once state needs the acker to know when tuples are processed"]
-    spouts = sorted(c for c, s in topology.components.items() if s.kind == "spout")
-    committers = sorted(c for c in stateful
-                        if issubclass(_cls(topology.components[c].obj), CommitterBolt))
-    plan = CheckpointPlan(tuple(spouts), tuple(stateful), tuple(committers))
-    for cid in spouts:
-        spec = topology.components[cid]
-        spec.obj = _with_executor(spec.obj, SPOUT_EXECUTOR, plan)
-    for cid in stateful:
-        spec = topology.components[cid]
-        spec.obj = _with_executor(spec.obj, STATEFUL_EXECUTOR, plan)
+    components = topology.components
+    spouts = sorted(c for c, s in components.items() if s.kind == "spout")
+    own = [c for c in spouts if _own_executor(components[c].obj)]
+    if own:
+        return [f"spout {c!r} runs its own executor ({_executor(components[c].obj)!r}) and "
+                "cannot take part in the checkpoints of stateful bolts" for c in own]
+    committers = sorted(c for c in stateful if issubclass(_cls(components[c].obj), CommitterBolt))
+    watched = sorted(c for c, s in components.items()
+                     if s.kind == "bolt" and c not in stateful and not _own_executor(s.obj))
+    plan = CheckpointPlan(tuple(spouts), tuple(stateful), tuple(committers), tuple(watched))
+    for executor, cids in ((SPOUT_EXECUTOR, spouts), (STATEFUL_EXECUTOR, stateful),
+                           (WATCHED_EXECUTOR, watched)):
+        for cid in cids:
+            components[cid].obj = _with_executor(components[cid].obj, executor, plan)
     return []
+
+
+def _executor(obj: Any) -> Any:
+    return getattr(_cls(obj), "executor_factory", None)
+
+
+def _own_executor(obj: Any) -> bool:
+    """Whether a component brings an executor of its own (not one this module gave it)."""
+    return _executor(obj) is not None and plan_of(obj) is None
