@@ -8,6 +8,13 @@ state machines: `acker.coordinator.Coordinator` (the coordinator), `acker.epochs
 (a spout task) and `acker.epochs.TaskLedger` (a stateful task); the worker only carries their
 messages and does the state I/O they ask for.
 
+On the worker (`worker.checkpoint`, `worker.stateful`, `worker.checkpoint_spout`) the
+coordinator runs in the first task of the stateful bolts. Tasks' messages to it, and its
+messages to stateful tasks, travel on a system stream, ordered with the data; its messages
+to spouts (RECOVER, START, COMMIT) are published as one document in the state provider, the
+*directive*, which every spout task reads every 10 ms. Stateless bolts say HELLO when they
+(re)start, so that the tuples a restart lost roll back at once.
+
 Epochs and checkpoints
     Time is cut into epochs. Checkpoint `txid` covers the reliable spout tuples emitted in
     one epoch: the coordinator opens an epoch by sending START(txid, epoch) to every spout
