@@ -166,11 +166,18 @@ class SpoutLedger:
         record = self._epochs.get(msg.epoch)
         if record is None or record.txid != msg.txid:
             return []
-        del self._epochs[msg.epoch]
-        self.committed_trees = record.completed
+        # Commits are in txid order: an earlier checkpoint whose COMMIT this task missed
+        # has committed too (a rollback would have recovered this task instead).
+        done = sorted((r for r in self._epochs.values() if r.txid <= msg.txid),
+                      key=lambda r: r.txid)
+        held: list[Any] = []
+        for r in done:
+            del self._epochs[r.epoch]
+            held += r.held
+        self.committed_trees = sum(r.completed for r in done)
         self.committed_txid = msg.txid
         self.committed_position = record.position
-        return record.held
+        return held
 
     def _is_done(self, record: _Epoch) -> bool:
         return not record.nfailed and record.completed == record.emitted

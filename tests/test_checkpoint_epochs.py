@@ -159,11 +159,24 @@ def test_held_acks_are_released_by_the_commit_only() -> None:
     ledger.completed(root(100), "m1")
     ledger.completed(root(100), "m2")
     ledger.start(Start(2, 101), None)
-    assert ledger.commit(Commit(2, 101)) == []  # not that checkpoint
     assert ledger.commit(Commit(1, 999)) == []  # not that epoch
     assert ledger.commit(Commit(1, 100)) == ["m1", "m2"]
     assert ledger.commit(Commit(1, 100)) == []  # once
     assert ledger.committed_txid == 1 and ledger.held == 0
+
+
+def test_a_missed_commit_is_implied_by_the_next() -> None:
+    ledger = spout_at(100)
+    ledger.emitted(1)
+    ledger.completed(root(100), "m1")
+    ledger.start(Start(2, 101), {"f": 10})
+    ledger.emitted(1)
+    ledger.completed(root(101), "m2")
+    ledger.start(Start(3, 102), {"f": 20})
+    assert ledger.commit(Commit(2, 101)) == ["m1", "m2"]  # txid 1's COMMIT went missing
+    assert ledger.committed_txid == 2 and ledger.committed_trees == 2
+    assert ledger.committed_position == {"f": 20} and ledger.held == 0
+    assert ledger.commit(Commit(1, 100)) == []  # too late: nothing twice
 
 
 def test_a_failed_tree_reports_its_checkpoint_once_and_it_is_never_done() -> None:

@@ -282,5 +282,12 @@ def test_the_directive_to_spouts_is_kept_apart_from_the_record(make: Any) -> Non
     assert again.read_control() == {"recover": [3, 9, {"lines": {"/a.log": 10}}],
                                     "phase": "running", "starts": [[4, 9]], "commits": []}
     assert again.read_record() == {"txid": 3}
+    provider.write_control({"recover": [3, 10, {}], "phase": "recovering", "starts": [],
+                            "commits": []})
+    assert again.read_control()["recover"] == [3, 10, {}]  # a change is seen at once
+    assert again.read_control() == again.read_control()
+    again.write_control({"recover": [4, 11, {}]})  # by the reader's own connection too
+    assert again.read_control() == {"recover": [4, 11, {}]}
     provider.clear()
     assert make().read_control() is None
+    assert again.read_control() is None

@@ -33,7 +33,7 @@ CKPT_STREAM = "__checkpoint"
 SYSTEM_STREAMS = {CKPT_STREAM: ["message"]}
 SPOUT_POLL_SECS = 0.01  # how often a spout task reads the coordinator's directive
 HELLO_EVERY_SECS = 1.0  # a task that has not restored yet says HELLO again this often
-KEEP_COMMITS = 64  # commits the directive lists (a spout polls far more often than that)
+KEEP_COMMITS = 8  # commits the directive lists (a COMMIT implies the ones before it)
 
 
 def send(collector: Any, message: Message, tasks: Sequence[int]) -> None:

@@ -79,6 +79,7 @@ class CheckpointSpoutExecutor(SpoutExecutor):
         self.accept_from = 0  # the first recovery epoch this incarnation may join
         self.recovered_at = -1.0
         self.said = ""  # the last provider error logged
+        self.last_doc: dict[str, Any] | None = None
 
     def open(self) -> None:
         assert self.context is not None
@@ -125,6 +126,9 @@ class CheckpointSpoutExecutor(SpoutExecutor):
             return
         if not doc or not doc.get("recover"):
             return
+        if doc is self.last_doc and doc["phase"] != "recovering":
+            return  # unchanged (a provider may hand back the same object)
+        self.last_doc = doc
         txid, epoch, sources = doc["recover"]
         if epoch >= self.accept_from:
             self._recover(Recover(txid, epoch, sources), doc["phase"] == "recovering", now)

@@ -115,7 +115,8 @@ class StateProvider(ABC):
 
     @abstractmethod
     def read_control(self) -> dict[str, Any] | None:
-        """The coordinator's latest directive to the spouts (see worker.checkpoint), or None."""
+        """The coordinator's latest directive to the spouts (see worker.checkpoint), or None.
+        Read-only: a provider may return the same object again while it has not changed."""
 
     @abstractmethod
     def write_control(self, control: Mapping[str, Any]) -> None:

@@ -124,6 +124,8 @@ class SqliteProvider(StateProvider):
             raise StateError(f"sqlite state: topology name {topology!r} is not a file name")
         self.path = os.path.join(directory, f"{topology}.sqlite3")
         self._db: sqlite3.Connection | None = None
+        self._control: dict[str, Any] | None = None
+        self._control_version: int | None = None  # PRAGMA data_version when last read
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -184,10 +186,20 @@ class SqliteProvider(StateProvider):
         return self._read("record", "commit record")
 
     def read_control(self) -> dict[str, Any] | None:
-        return self._read("control", "checkpoint directive")
+        # Spouts poll this every few ms: read the row again only if the database changed
+        # (data_version: another connection committed since; ~10 us against ~70 us).
+        try:
+            version = self._connect().execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as e:
+            raise StateError(f"topology {self.topology!r}: cannot read {self.path}: {e}") from None
+        if version != self._control_version:
+            self._control = self._read("control", "checkpoint directive")
+            self._control_version = version
+        return self._control  # the same object while unchanged: callers do not modify it
 
     def write_control(self, control: Mapping[str, Any]) -> None:
         text = json.dumps(dict(control))
+        self._control_version = None  # this connection's own writes leave data_version as is
         with self.transaction(f"topology {self.topology!r}", "writing the directive") as db:
             db.execute("INSERT OR REPLACE INTO control VALUES (0, ?)", (text,))
 
@@ -198,6 +210,7 @@ class SqliteProvider(StateProvider):
             db.execute("INSERT OR REPLACE INTO record VALUES (0, ?)", (text,))
 
     def clear(self) -> None:
+        self._control_version = None
         with self.transaction(f"topology {self.topology!r}", "clearing its state") as db:
             for table in ("kv", "pending", "committed", "record", "control"):
                 db.execute(f"DELETE FROM {table}")
