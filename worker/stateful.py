@@ -109,7 +109,6 @@ class StatefulBoltExecutor(BoltExecutor):
                 collector.current = None
             if self.auto_ack_user:
                 collector.ack(tup)
-        self.stats.executed += len(items)
 
     # --- the protocol ------------------------------------------------------------------
 
