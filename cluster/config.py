@@ -24,6 +24,7 @@ from typing import Any
 
 from topology.builder import MAX_TASKS, MAX_WORKERS
 from topology.errors import ConfigError
+from topology.state.providers import PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,22 @@ def _zk_root(v: Any) -> str:
 
 def _path(v: Any) -> str:
     return os.path.expanduser(_text(v))
+
+
+def _choice(*choices: str) -> Check:
+    def check(v: Any) -> str:
+        if v not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return str(v)
+
+    return check
+
+
+def _redis_url(v: Any) -> str:
+    v = _text(v)
+    if not v.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return v
 
 
 def _requirements(v: Any) -> list[str]:
@@ -261,6 +278,15 @@ KEYS: dict[str, Key] = {
             "Length of the error reporting throttle interval."),
         Key("topology.max.task.parallelism", None, _optional(_int(1)),
             "Upper bound on the parallelism of any component."),
+        Key("topology.state.checkpoint.interval.ms", 1000, _number(10),
+            "How often a topology with stateful bolts checkpoints their state, in ms."),
+        Key("topology.state.provider", "sqlite", _choice(*PROVIDERS),
+            "Where checkpoints are kept: 'sqlite' (durable, under local.dir; one host), "
+            "'redis' (topology.state.redis.url; hosts share it) or 'memory' (tests only).",
+            text=True),
+        Key("topology.state.redis.url", "redis://127.0.0.1:6379/0", _redis_url,
+            "Redis server of the redis state provider, and RedisStreamSpout's default.",
+            text=True),
     ]
 }
 

@@ -24,6 +24,7 @@ from typing import Any
 from topology.component import Bolt, Spout, declared_streams
 from topology.errors import TopologyError
 from topology.model import ComponentSpec, CustomGrouping, Grouping, Topology
+from topology.state.plan import prepare_checkpoints
 
 MAX_NAME_CHARS = 100
 MAX_WORKERS = 256
@@ -153,6 +154,8 @@ class TopologyBuilder:
         """Validate and return the topology; raise TopologyError naming what is wrong."""
         topology = Topology(self.name, dict(self._components), dict(config or {}))
         problems = list(self._errors) + validate(topology)
+        if not problems:
+            problems += prepare_checkpoints(topology)  # stateful bolts: topology.state.plan
         if problems:
             raise TopologyError(f"topology {self.name!r}: " + "; ".join(problems))
         return topology
