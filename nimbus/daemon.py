@@ -54,6 +54,7 @@ from nimbus.liveness import Liveness
 from nimbus.protocol import ACTIONS, BadRequest, Conflict, NotFound, NotLeader
 from nimbus.reconcile import Reconciler, status_of
 from topology.model import Topology
+from topology.state import rebalance_problem
 
 log = logging.getLogger(__name__)
 
@@ -266,13 +267,17 @@ class Nimbus:
         with self._lock:
             meta = self._get(name)
             request = sub.check_rebalance(meta, workers, parallelism, conf, self.config)
-            if request["conf"]:
+            if request["conf"] or request["parallelism"]:
                 signed = state.get_code(meta["id"])
                 if signed is None:
                     raise Conflict(f"rebalance {name!r}: its code is not stored yet")
                 package = sub.unpack_code(verify_code(signed, self.config["cluster.secret"],
                                                       f"the stored code of {meta['id']}"))
-                sub.with_conf(package["topology"], request["conf"])
+                if request["conf"]:
+                    sub.with_conf(package["topology"], request["conf"])
+                problem = rebalance_problem(package["topology"], request["parallelism"])
+                if problem:
+                    raise BadRequest(f"rebalance {name!r}: {problem}")
             return self._event(name, REBALANCE, wait, {"rebalance": request})
 
     def set_log_levels(self, name: str, levels: Mapping[str, str], timeout: float | None,
