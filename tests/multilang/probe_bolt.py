@@ -68,6 +68,15 @@ class ProbeBolt(Bolt):
             self.ack(tup)
             self.emit(["late"], anchors=[tup])
             return
+        elif command in ("crash-once", "hang-once"):  # arg: a marker file; acts if it is absent
+            if not os.path.exists(arg):
+                open(arg, "w").close()
+                if command == "hang-once":
+                    time.sleep(3600)
+                sys.stderr.write(f"probe crashing once (marker {arg})\n")
+                sys.stderr.flush()
+                os._exit(3)
+            self.emit([f"survived {os.path.basename(arg)}"])
         elif command == "badid":
             self.send_message({"command": "ack", "id": "no-such-id"})
         self.ack(tup)

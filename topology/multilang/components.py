@@ -131,6 +131,8 @@ class ShellBolt(ShellComponent, Bolt):
     """A bolt run as a subprocess speaking Storm's multilang protocol (pystorm, streamparse,
     storm.py, storm.js, ...). `outputs` declares its streams as for any bolt."""
 
+    executor_factory = "worker.shell:ShellBoltExecutor"
+
     def __init__(self, command: Sequence[str], outputs: Outputs = (), *, cwd: str | None = None,
                  env: Mapping[str, str] | None = None) -> None:
         self._init_shell(command, outputs, cwd, env)
@@ -144,6 +146,8 @@ class ShellBolt(ShellComponent, Bolt):
 
 class ShellSpout(ShellComponent, Spout):
     """A spout run as a subprocess speaking Storm's multilang protocol."""
+
+    executor_factory = "worker.shell:ShellSpoutExecutor"
 
     def __init__(self, command: Sequence[str], outputs: Outputs = (), *, cwd: str | None = None,
                  env: Mapping[str, str] | None = None) -> None:

@@ -94,3 +94,29 @@ def setup_info(topology: Topology, component: str, task: int,
         "pidDir": pid_dir,
         "context": context_json(topology, component, task, component_tasks),
     }
+
+
+def context_from_streams(component: str, task: int,
+                         component_tasks: Mapping[str, Sequence[int]],
+                         streams: Sequence[tuple[str, str, Sequence[str]]]) -> dict[str, Any]:
+    """Storm's TopologyContext as JSON when only the worker's stream table is at hand (the
+    (component, stream, fields) of every user stream), not the topology: every key is
+    there, but the groupings are unknown (empty) and `source->stream->fields` lists every
+    other component's streams, a superset of this component's inputs."""
+    task_component = {str(t): c for c, ts in component_tasks.items() for t in ts}
+    task_component[str(SYSTEM_TASK)] = SYSTEM_COMPONENT
+    own = {s: list(f) for c, s, f in streams if c == component}
+    source_fields: dict[str, dict[str, list[str]]] = {}
+    for c, s, f in streams:
+        if c != component:
+            source_fields.setdefault(c, {})[s] = list(f)
+    return {
+        "task->component": task_component,
+        "taskid": task,
+        "componentid": component,
+        "streams": sorted(own),
+        "stream->outputfields": own,
+        "stream->target->grouping": {s: {} for s in own},
+        "source->stream->grouping": {},
+        "source->stream->fields": source_fields,
+    }

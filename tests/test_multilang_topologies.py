@@ -1,0 +1,223 @@
+"""Multilang components in real topologies, in local mode: real worker processes running
+pystorm and Node.js components (the files under tests/multilang/, unchanged) as subprocesses
+next to native spouts and bolts, with acks, fails, replays, crashes and hangs.
+
+Native components are module-level classes: workers unpickle them by importing this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from multilang.harness import HERE, PYTHON
+from polling import wait_for
+
+from topology import Bolt, LocalCluster, Spout, Topology, TopologyBuilder
+from topology.multilang import ShellBolt, ShellSpout
+from topology.testing import complete_topology
+
+pytestmark = pytest.mark.timeout(90)
+
+ML = str(HERE)
+FAST = {"worker.heartbeat.frequency.secs": 0.05, "topology.testing.capture": True}
+
+
+class SentenceSource(Spout):
+    outputs = ["sentence"]
+
+
+class ListSpout(Spout):
+    """Emits each value once, reliably (msg id = its index), and replays what fails."""
+
+    def __init__(self, values: Sequence[Any], outputs: Sequence[str] = ("command",)) -> None:
+        self.values = list(values)
+        self.outputs = list(outputs)
+
+    def open(self, conf: Any, context: Any) -> None:
+        self.position = 0
+        self.replays: list[int] = []
+
+    def next_tuple(self) -> None:
+        if self.replays:
+            i = self.replays.pop(0)
+        elif self.position < len(self.values):
+            i = self.position
+            self.position += 1
+        else:
+            return
+        self.emit([self.values[i]], msg_id=i)
+
+    def fail(self, msg_id: Any) -> None:
+        self.replays.append(msg_id)
+
+
+class Counter(Bolt):
+    outputs = ["word", "count"]
+
+    def prepare(self, conf: Any, context: Any) -> None:
+        self.counts: dict[str, int] = {}
+
+    def process(self, tup: Any) -> None:
+        word = tup.values[0]
+        self.counts[word] = self.counts.get(word, 0) + 1
+        self.emit([word, self.counts[word]])
+
+
+class FailFirstMultiplesOf3(Bolt):
+    """Fails each multiple of 3 the first time it sees it (the spout must replay it)."""
+
+    outputs = ["n"]
+
+    def prepare(self, conf: Any, context: Any) -> None:
+        self.seen: set[int] = set()
+
+    def process(self, tup: Any) -> None:
+        n = tup.values[0]
+        if n % 3 == 0 and n not in self.seen:
+            self.seen.add(n)
+            self.fail(tup)
+            return
+        self.emit([n])
+
+
+class Sink(Bolt):
+    def process(self, tup: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def running(topology: Topology, config: dict[str, Any] | None = None
+            ) -> Iterator[LocalCluster]:
+    with LocalCluster() as cluster:
+        cluster.submit(topology, config={**FAST, **(config or {})})
+        cluster.wait_running(topology.name, 60)
+        yield cluster
+
+
+def outcomes(cluster: LocalCluster, name: str, spout: str) -> tuple[list[Any], list[Any]]:
+    """(acked, failed) msg ids of `spout`'s tasks so far (sorted, repeats kept)."""
+    acked: list[Any] = []
+    failed: list[Any] = []
+    for dump in cluster.request_dumps(name).values():
+        for task, component in dump["components"].items():
+            if component == spout:
+                acked += dump["acked"][task]
+                failed += dump["failed"][task]
+    return sorted(acked), sorted(failed)
+
+
+def shell_snapshots(cluster: LocalCluster, name: str, component: str) -> list[dict[str, Any]]:
+    return [e["shell"] for hb in cluster.status(name)["workers"].values()
+            for e in hb["executors"] if e.get("component") == component and "shell" in e]
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+def test_a_pystorm_bolt_splits_between_native_components():
+    b = TopologyBuilder("ml-split")
+    b.set_spout("sentences", SentenceSource())
+    b.set_bolt("split", ShellBolt([PYTHON, "split_bolt.py"], outputs=["word"], cwd=ML),
+               parallelism=2).shuffle_grouping("sentences")
+    b.set_bolt("count", Counter()).fields_grouping("split", ["word"])
+    sentences = [["the cow jumped over the moon"], ["the man went to the store"]] * 10
+    result = complete_topology(b.build(), {"sentences": sentences}, timeout=60)
+    assert result.acked == list(range(20)) and result.failed == []
+    words = [w for s in sentences for w in s[0].split()]
+    assert sorted(v[0] for v in result.emitted("split")) == sorted(words)
+    finals: dict[str, int] = {}
+    for word, count in result.emitted("count"):
+        finals[word] = max(finals.get(word, 0), count)
+    assert finals["the"] == 40 and finals["moon"] == 10
+
+
+def test_a_pystorm_spout_gets_acks_and_fails_and_replays():
+    b = TopologyBuilder("ml-spout")
+    b.set_spout("numbers", ShellSpout([PYTHON, "numbers_spout.py"], outputs=["n"], cwd=ML))
+    b.set_bolt("picky", FailFirstMultiplesOf3()).shuffle_grouping("numbers")
+    b.set_bolt("sink", Sink()).shuffle_grouping("picky")
+    topology = b.build(config={"topology.probe.limit": 30})
+    with running(topology) as cluster:
+        acked, failed = wait_for(lambda: (o := outcomes(cluster, "ml-spout", "numbers"))[0]
+                                 == list(range(1, 31)) and o, 60, "every number acked")
+        assert failed == list(range(3, 31, 3))  # each failed once, then replayed and acked
+        status = cluster.status("ml-spout")
+        assert status["errors"] == []
+        [shell] = shell_snapshots(cluster, "ml-spout", "numbers")
+        assert shell["restarts"] == 0 and shell["pid"] is not None
+
+
+def test_node_components_written_to_storm_js():
+    b = TopologyBuilder("ml-node")
+    b.set_spout("sentences", ShellSpout(["node", "sentences.js"], outputs=["sentence"], cwd=ML))
+    b.set_bolt("split", ShellBolt(["node", "splitsentence.js"], outputs=["word"], cwd=ML),
+               parallelism=2).shuffle_grouping("sentences")
+    b.set_bolt("count", Counter()).fields_grouping("split", ["word"])
+    with running(b.build()) as cluster:
+        acked, failed = wait_for(lambda: (o := outcomes(cluster, "ml-node", "sentences"))[0]
+                                 == [0, 1, 2] and o, 60, "the three sentences acked")
+        assert failed == []
+        status = cluster.status("ml-node")
+        assert status["errors"] == []  # console.log in the bolt is output, not an error
+        # One "splitting: ..." line per sentence, logged (heartbeats tell it a moment later).
+        wait_for(lambda: sum(s["stray_lines"] for s in shell_snapshots(
+            cluster, "ml-node", "split")) == 3, 10, "three stray lines counted")
+
+
+def test_a_crashing_subprocess_is_restarted_and_its_tuples_replay(tmp_path: Path):
+    mark = tmp_path / "crashed"
+    commands = ["echo:a", "raw:stray", f"crash-once:{mark}", "print:b", "echo:c"]
+    b = TopologyBuilder("ml-crash")
+    b.set_spout("commands", ListSpout(commands))
+    b.set_bolt("probe", ShellBolt([PYTHON, "probe_bolt.py"], outputs=["value"], cwd=ML)) \
+        .shuffle_grouping("commands")
+    b.set_bolt("sink", Sink()).shuffle_grouping("probe")
+    with running(b.build()) as cluster:
+        acked, failed = wait_for(lambda: (o := outcomes(cluster, "ml-crash", "commands"))[0]
+                                 == [0, 1, 2, 3, 4] and o, 60, "every command acked")
+        assert 2 in failed and mark.exists()  # the crash's tuple failed, replayed, then acked
+        errors = wait_for(lambda: cluster.status("ml-crash")["errors"], 10, "the error")
+        text = errors[0]["error"]
+        assert "exited, exit status 3" in text and "probe crashing once" in text  # stderr
+        [shell] = shell_snapshots(cluster, "ml-crash", "probe")
+        assert shell["restarts"] == 1 and shell["inflight"] == 0
+        assert shell["stray_lines"] >= 1  # "raw output stray" went to the log, not an error
+
+
+def test_a_hung_subprocess_stalls_neither_its_worker_nor_heartbeats(tmp_path: Path):
+    mark = tmp_path / "hung"
+    b = TopologyBuilder("ml-hang")
+    b.set_spout("commands", ListSpout([f"hang-once:{mark}", "echo:after"]))
+    b.set_spout("numbers", ListSpout(list(range(100_000)), outputs=["n"]))
+    b.set_bolt("probe", ShellBolt([PYTHON, "probe_bolt.py"], outputs=["value"], cwd=ML)) \
+        .shuffle_grouping("commands")
+    b.set_bolt("native", Sink()).shuffle_grouping("numbers")
+    conf = {"topology.subprocess.timeout.secs": 10, "topology.workers": 1}
+    with running(b.build(), conf) as cluster:
+        wait_for(mark.exists, 30, "the subprocess to hang")
+
+        def native_acked() -> int:
+            return sum(e.get("acked", 0) for hb in cluster.status("ml-hang")["workers"].values()
+                       for e in hb["executors"] if e.get("component") == "numbers")
+
+        def uptime() -> float:
+            [hb] = cluster.status("ml-hang")["workers"].values()
+            return float(hb["uptime"])
+
+        before, up = native_acked(), uptime()
+        # While it hangs, the worker's other tasks and heartbeats go on (checked before its
+        # timeout: the subprocess was hung all along).
+        wait_for(lambda: native_acked() > before + 200 and uptime() > up + 0.3, 20,
+                 "the native tasks and heartbeats, during the hang")
+        [shell] = shell_snapshots(cluster, "ml-hang", "probe")
+        assert shell["restarts"] == 0 and shell["inflight"] == 2  # both wait in its pipe
+        acked, failed = wait_for(lambda: (o := outcomes(cluster, "ml-hang", "commands"))[0]
+                                 == [0, 1] and o, 60, "both commands acked after the restart")
+        assert failed == [0, 1]  # failed with the hung subprocess, then replayed
+        errors = cluster.status("ml-hang")["errors"]
+        assert any("did not respond for" in e["error"] for e in errors), errors
+        assert cluster.status("ml-hang")["restarts"] == 0  # the worker itself never restarted
