@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil
 
@@ -30,6 +29,7 @@ from examples.word_count import SplitSentence
 from topology import LocalCluster, TopologyBuilder
 from topology.multilang import ShellBolt
 
+ROOT = Path(__file__).resolve().parent.parent
 NAME = "bench-word-count"  # bench.word_count.snapshot reads this topology
 
 
