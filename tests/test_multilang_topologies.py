@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from multilang.harness import HERE, PYTHON
 from polling import wait_for
@@ -186,6 +187,7 @@ def test_a_crashing_subprocess_is_restarted_and_its_tuples_replay(tmp_path: Path
         [shell] = shell_snapshots(cluster, "ml-crash", "probe")
         assert shell["restarts"] == 1 and shell["inflight"] == 0
         assert shell["stray_lines"] >= 1  # "raw output stray" went to the log, not an error
+    assert not psutil.pid_exists(shell["pid"])  # the workers stopped their subprocesses
 
 
 def test_a_hung_subprocess_stalls_neither_its_worker_nor_heartbeats(tmp_path: Path):
@@ -221,3 +223,39 @@ def test_a_hung_subprocess_stalls_neither_its_worker_nor_heartbeats(tmp_path: Pa
         errors = cluster.status("ml-hang")["errors"]
         assert any("did not respond for" in e["error"] for e in errors), errors
         assert cluster.status("ml-hang")["restarts"] == 0  # the worker itself never restarted
+
+
+def test_ids_direct_ticks_and_metrics_through_a_worker():
+    b = TopologyBuilder("ml-features")
+    b.set_spout("commands", ListSpout(["ids", "direct:DIRECT", "metric:7", "log:warning"]))
+    b.set_bolt("probe", ShellBolt([PYTHON, "probe_bolt.py"], outputs=["value"], cwd=ML),
+               config={"topology.tick.tuple.freq.secs": 0.3}).shuffle_grouping("commands")
+    b.set_bolt("sink", Sink()).shuffle_grouping("probe")
+    b.set_bolt("direct-sink", Sink(), parallelism=2).direct_grouping("probe")
+    topology = b.build()
+    tasks = topology.component_tasks()
+    direct = tasks["direct-sink"][1]
+    commands = topology.components["commands"].obj
+    commands.values[1] = f"direct:{direct}"
+    with running(topology) as cluster:
+        wait_for(lambda: outcomes(cluster, "ml-features", "commands")[0] == [0, 1, 2, 3], 60,
+                 "every command acked")
+
+        def emitted() -> list[Any]:
+            return [v for dump in cluster.request_dumps("ml-features").values()
+                    for c, _, v in dump["emitted"] if c == "probe"]
+
+        values = wait_for(lambda: (e := emitted()) and ["tick:0.3"] in e and e, 20, "a tick")
+        assert ["want ids"] in values and ["direct"] in values
+        assert [f"[{tasks['sink'][0]}]"] in values  # need_task_ids: the task ids, as JSON
+
+        def executed(component: str) -> dict[int, int]:
+            return {e["task"]: e.get("executed", 0)
+                    for hb in cluster.status("ml-features")["workers"].values()
+                    for e in hb["executors"] if e.get("component") == component}
+
+        wait_for(lambda: executed("direct-sink") == {tasks["direct-sink"][0]: 0, direct: 1}, 10,
+                 "the direct tuple, at its task only")
+        wait_for(lambda: shell_snapshots(cluster, "ml-features", "probe")[0]["metrics"]
+                 == {"probe.metric": 7}, 10, "the metric in the heartbeat")
+        assert cluster.status("ml-features")["errors"] == []
