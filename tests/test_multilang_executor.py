@@ -53,10 +53,10 @@ def setup(pid_dir: str) -> dict[str, Any]:
     return {"conf": {"topology.name": "t"}, "pidDir": pid_dir, "context": context}
 
 
-def spin(services: Services, driver: RunnerDriver, pred: Callable[[], Any],
+def spin(services: Services, drivers: list[RunnerDriver], pred: Callable[[], Any],
          timeout: float = 20.0) -> None:
     """Run the loop's part (timers, watched sources) until `pred`; check at every step that
-    the driver watches exactly the runner's open pipes."""
+    the drivers watch exactly their runners' open pipes."""
     deadline = time.monotonic() + timeout
     while not pred():
         assert time.monotonic() < deadline, "condition not met"
@@ -64,8 +64,8 @@ def spin(services: Services, driver: RunnerDriver, pred: Callable[[], Any],
         for timer in services.schedule.pop_due(now):
             timer.callback(now)
         services.poll(10, time.monotonic())
-        assert sorted(services.watched) == sorted(driver.runner.fds())
-        assert driver.runner.stopped or driver.timer is not None
+        assert sorted(services.watched) == sorted(fd for d in drivers for fd in d.runner.fds())
+        assert all(d.runner.stopped or d.timer is not None for d in drivers)
 
 
 def test_the_driver_follows_the_subprocess_through_a_crash_and_stops_clean():
@@ -76,7 +76,7 @@ def test_the_driver_follows_the_subprocess_through_a_crash_and_stops_clean():
     driver = RunnerDriver(runner, services, lambda now: None)
     driver.start(time.monotonic())
     assert len(services.watched) == 2  # stdout and stderr
-    spin(services, driver, lambda: runner.session.ready)
+    spin(services, [driver], lambda: runner.session.ready)
     first = runner.proc.pid
     encoder = TupleEncoder("src", "default")
 
@@ -87,12 +87,42 @@ def test_the_driver_follows_the_subprocess_through_a_crash_and_stops_clean():
         return command
 
     send("crash-once:/nonexistent/marker")  # cannot create the marker: raises, pystorm exits
-    spin(services, driver, lambda: runner.generation == 2 and runner.session.ready)
+    spin(services, [driver], lambda: runner.generation == 2 and runner.session.ready)
     assert sink.failed == ["crash-once:/nonexistent/marker"] and sink.errors
-    spin(services, driver, lambda: not psutil.pid_exists(first))  # killed and reaped
+    spin(services, [driver], lambda: not psutil.pid_exists(first))  # killed and reaped
     echo = send("echo:x")
-    spin(services, driver, lambda: sink.acked == [echo])
+    spin(services, [driver], lambda: sink.acked == [echo])
     second = runner.proc.pid
     driver.stop()
     assert services.watched == {} and len(services.schedule) == 0
     assert not psutil.pid_exists(second)  # stopped and reaped: no zombie either
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_stopping_one_driver_tells_every_subprocess_of_the_worker_to_stop_at_once():
+    services = Services(NoTransport())  # type: ignore[arg-type]
+    drivers = []
+    for task in (3, 4):
+        runner = BoltRunner(ShellBolt([PYTHON, "split_bolt.py"], outputs=["word"],
+                                      cwd=str(HERE)),
+                            f"shell bolt 'split' task {task}", setup, Recorder(), SETTINGS)
+        drivers.append(RunnerDriver(runner, services, lambda now: None))
+        drivers[-1].start(time.monotonic())
+    for driver in drivers:
+        spin(services, drivers, lambda d=driver: d.runner.session.ready)
+    first, second = drivers
+    pid = second.runner.proc.pid
+    first.stop()  # the worker closes its executors one by one ...
+    assert second.runner.stopped  # ... and the others were told at the first
+    deadline = time.monotonic() + 20
+    while not _gone(pid):  # it exits on its own: EOF on stdin (pystorm) and SIGTERM
+        assert time.monotonic() < deadline, "the second subprocess did not exit"
+        time.sleep(0.02)
+    second.stop()
+    assert services.watched == {} and not psutil.pid_exists(pid)

@@ -32,6 +32,8 @@ from worker.schedule import Timer
 
 log = logging.getLogger(__name__)
 
+LIVE: set[RunnerDriver] = set()  # the drivers started in this worker and not yet stopped
+
 
 class ShellComponentError(SquallError):
     """What a shell component reported (an `error` message, a crash, a hang)."""
@@ -52,6 +54,7 @@ class RunnerDriver:
         self.due = 0.0
 
     def start(self, now: float) -> None:
+        LIVE.add(self)
         self.runner.start(now)
         self.sync(now)
 
@@ -88,7 +91,12 @@ class RunnerDriver:
             self.timer = self.services.schedule.at(due, self._tick, f"{runner.label} tick")
 
     def stop(self) -> None:
-        """Stop watching (before the pipes close), then stop the subprocess (bounded wait)."""
+        """Stop watching (before the pipes close), then stop the subprocess (bounded wait).
+        Every other live driver of this worker is told to stop first: the worker closes its
+        executors one by one, and their subprocesses then exit together."""
+        LIVE.discard(self)
+        for other in list(LIVE):
+            other.runner.terminate()
         for fd in self.watched:
             self.services.unwatch(fd)
         self.watched = ()

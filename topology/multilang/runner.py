@@ -113,16 +113,23 @@ class ShellRunner:
     def up(self) -> bool:
         return self.proc is not None
 
-    def stop(self, grace: float = STOP_GRACE) -> None:
-        """Stop the subprocess (EOF and SIGTERM, SIGKILL after `grace`) and wait for it."""
+    def terminate(self) -> None:
+        """Begin stopping without waiting: EOF on its stdin and SIGTERM (then `stop` waits).
+        Lets the owner of many runners stop them all at once."""
+        if self.stopped:
+            return
         self.stopped = True
         if self.proc is not None:
             self._fail_inflight()
-        procs = [p for p in [self.proc, *self.dying] if p is not None]
-        self.proc = None
-        self.dying = []
-        for p in procs:
+            self.dying.append(self.proc)
+            self.proc = None
+        for p in self.dying:
             p.terminate()
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop the subprocess (EOF and SIGTERM, SIGKILL after `grace`) and wait for it."""
+        self.terminate()
+        procs, self.dying = self.dying, []
         for p in procs:
             assert p.popen is not None
             try:
