@@ -259,3 +259,33 @@ def test_ids_direct_ticks_and_metrics_through_a_worker():
         wait_for(lambda: shell_snapshots(cluster, "ml-features", "probe")[0]["metrics"]
                  == {"probe.metric": 7}, 10, "the metric in the heartbeat")
         assert cluster.status("ml-features")["errors"] == []
+
+
+def test_a_hung_pystorm_spout_is_restarted_and_the_worker_goes_on(tmp_path: Path):
+    mark = tmp_path / "spout-hung"
+    b = TopologyBuilder("ml-spout-hang")
+    b.set_spout("numbers", ShellSpout([PYTHON, "numbers_spout.py"], outputs=["n"], cwd=ML))
+    b.set_bolt("sink", Sink()).shuffle_grouping("numbers")
+    conf = {"topology.probe.limit": 10, "topology.probe.hang.at": 5,
+            "topology.probe.hang.mark": str(mark), "topology.subprocess.timeout.secs": 2}
+    with running(b.build(), conf) as cluster:
+        wait_for(mark.exists, 30, "the spout to hang in next_tuple")
+        # The new subprocess starts over (a pystorm spout keeps no state): 1..10 again.
+        acked, _ = wait_for(lambda: (o := outcomes(cluster, "ml-spout-hang", "numbers"))[0]
+                            and set(o[0]) == set(range(1, 11)) and o, 60, "1..10 acked")
+        errors = cluster.status("ml-spout-hang")["errors"]
+        assert any("did not respond for" in e["error"] for e in errors), errors
+        [shell] = shell_snapshots(cluster, "ml-spout-hang", "numbers")
+        assert shell["restarts"] == 1
+        assert cluster.status("ml-spout-hang")["restarts"] == 0  # the worker never restarted
+
+
+def test_the_code_directory_the_worker_names_is_where_commands_run():
+    b = TopologyBuilder("ml-code-dir")
+    b.set_spout("sentences", SentenceSource())
+    # No cwd: declared in tests/, where split_bolt.py is not; the code directory has it.
+    b.set_bolt("split", ShellBolt([PYTHON, "split_bolt.py"], outputs=["word"])) \
+        .shuffle_grouping("sentences")
+    result = complete_topology(b.build(), {"sentences": [["a b"], ["c"]]}, timeout=60,
+                               config={"topology.code.dir": ML})
+    assert sorted(result.emitted("split")) == [["a"], ["b"], ["c"]] and result.acked == [0, 1]

@@ -32,6 +32,10 @@ from worker.schedule import Timer
 
 log = logging.getLogger(__name__)
 
+# Where the topology's code package was unpacked, if the worker says (set by whoever
+# extracts it); else a component runs where it was declared (ShellComponent.working_dir).
+CODE_DIR_KEY = "topology.code.dir"
+
 LIVE: set[RunnerDriver] = set()  # the drivers started in this worker and not yet stopped
 
 
@@ -177,7 +181,7 @@ class ShellBoltExecutor(BoltExecutor):
         self.settings = ShellSettings.from_conf(env.conf)
         self.encoders: dict[int, TupleEncoder] = {}  # id(StreamInfo) -> its encoder
         self.runner = BoltRunner(shell, _label("bolt", env), _setup(env), _BoltSink(self),
-                                 self.settings)
+                                 self.settings, code_dir=env.conf.get(CODE_DIR_KEY))
         self.driver = RunnerDriver(self.runner, env.services, _nothing)
 
     def open(self) -> None:
@@ -225,7 +229,7 @@ class ShellSpoutExecutor(SpoutExecutor):
         shell: ShellComponent = env.obj
         self.settings = ShellSettings.from_conf(env.conf)
         self.runner = SpoutRunner(shell, _label("spout", env), _setup(env), _SpoutSink(self),
-                                  self.settings)
+                                  self.settings, code_dir=env.conf.get(CODE_DIR_KEY))
         self.driver = RunnerDriver(self.runner, env.services, self._after_io)
 
     def open(self) -> None:
