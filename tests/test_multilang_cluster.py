@@ -1,5 +1,6 @@
 """Multilang components on a real cluster: `squall submit` of a topology file whose pystorm
-spout and bolt scripts sit next to it, run by a supervisor's worker as subprocesses."""
+spout and bolt and storm.js bolt sit next to it, run by supervisors' workers as
+subprocesses."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ b.set_spout("numbers", ShellSpout([sys.executable, "numbers_spout.py"], outputs=
 b.set_bolt("picky", FailFirstMultiplesOf3()).shuffle_grouping("numbers")
 b.set_bolt("split", ShellBolt([sys.executable, "split_bolt.py"], outputs=["word"]),
            parallelism=2).shuffle_grouping("picky")
+b.set_bolt("node-split", ShellBolt(["node", "splitsentence.js"], outputs=["word"]),
+           parallelism=2).shuffle_grouping("picky")
 topology = b.build(config={"topology.workers": 2, "topology.probe.limit": 50})
 """
 
@@ -60,7 +63,7 @@ def totals(heartbeats: dict[str, dict[str, Any]], component: str) -> dict[str, i
 
 def test_pystorm_components_on_a_cluster(make_cluster: Callable[..., ProcessCluster],
                                          tmp_path: Path) -> None:
-    for script in ("numbers_spout.py", "split_bolt.py"):
+    for script in ("numbers_spout.py", "split_bolt.py", "splitsentence.js", "storm.js"):
         shutil.copy(HERE / script, tmp_path / script)  # shipped next to the topology file
     path = tmp_path / "ml_cluster.py"
     path.write_text(textwrap.dedent(TOPOLOGY))
@@ -74,7 +77,9 @@ def test_pystorm_components_on_a_cluster(make_cluster: Callable[..., ProcessClus
 
     spout = wait_for(settled, 90, "the 50 numbers acked by the pystorm spout's acker")
     assert spout["failed"] == 16  # 3, 6, ..., 48: failed once each, replayed, then acked
-    split = totals(cluster.current_heartbeats(tid), "split")
-    assert split["acked"] == 50 and split["restarts"] == 0
+    for bolt in ("split", "node-split"):  # pystorm and storm.js, each sentence acked once
+        done = wait_for(lambda b=bolt: (t := totals(cluster.current_heartbeats(tid), b))[
+            "acked"] >= 50 and t, 30, f"{bolt}'s acks in its worker's heartbeat")
+        assert done["acked"] == 50 and done["restarts"] == 0, (bolt, done)
     status = cluster.cli_json("status", "ml-cluster")
     assert not status["errors"], status["errors"]
