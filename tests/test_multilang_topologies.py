@@ -85,6 +85,18 @@ class FailFirstMultiplesOf3(Bolt):
         self.emit([n])
 
 
+class FailWordOnce(Bolt):
+    """Fails the first tuple holding the word "fail": the whole sentence must replay."""
+
+    def prepare(self, conf: Any, context: Any) -> None:
+        self.failed = False
+
+    def process(self, tup: Any) -> None:
+        if tup.values[0] == "fail" and not self.failed:
+            self.failed = True
+            self.fail(tup)
+
+
 class Sink(Bolt):
     def process(self, tup: Any) -> None:
         pass
@@ -134,6 +146,20 @@ def test_a_pystorm_bolt_splits_between_native_components():
     for word, count in result.emitted("count"):
         finals[word] = max(finals.get(word, 0), count)
     assert finals["the"] == 40 and finals["moon"] == 10
+
+
+def test_a_failure_downstream_of_a_pystorm_bolt_fails_its_input_tree():
+    # The words a pystorm bolt emits are anchored to its input: one failing downstream
+    # fails the sentence at the spout, which replays it.
+    b = TopologyBuilder("ml-anchors")
+    b.set_spout("sentences", ListSpout(["a b", "c fail d", "e"], outputs=["sentence"]))
+    b.set_bolt("split", ShellBolt([PYTHON, "split_bolt.py"], outputs=["word"], cwd=ML)) \
+        .shuffle_grouping("sentences")
+    b.set_bolt("picky", FailWordOnce()).shuffle_grouping("split")
+    with running(b.build()) as cluster:
+        acked, failed = wait_for(lambda: (o := outcomes(cluster, "ml-anchors", "sentences"))[0]
+                                 == [0, 1, 2] and o, 60, "the three sentences acked")
+        assert failed == [1]
 
 
 def test_a_pystorm_spout_gets_acks_and_fails_and_replays():
