@@ -163,6 +163,22 @@ def test_bolt_log_error_metrics():
     assert sink.logs[3][0] == WARN
 
 
+def test_metrics_are_bounded_for_the_heartbeat():
+    session, sink, _ = ready_bolt()
+    session.handle([{"command": "metrics", "name": f"m{i}", "params": i} for i in range(64)])
+    session.handle([
+        {"command": "metrics", "name": "one too many", "params": 1},
+        {"command": "metrics", "name": "m1", "params": "x" * 5000},  # too big: kept old
+        {"command": "metrics", "name": "x" * 201, "params": 1},
+        {"command": "metrics", "name": "m2", "params": {"count": 7}},  # replaced
+    ])
+    assert len(session.metrics) == 64 and session.metrics["m1"] == 1
+    assert session.metrics["m2"] == {"count": 7} and "one too many" not in session.metrics
+    warnings = [text for level, text in sink.logs if level == WARN]
+    assert len(warnings) == 3 and "64 metrics kept" in warnings[0]
+    assert "over 4096 bytes" in warnings[1] and "over 200 characters" in warnings[2]
+
+
 def test_bolt_values_that_are_not_json_fail_the_tuple():
     session, sink = bolt()
     session.handle([{"pid": 1}])

@@ -22,6 +22,10 @@ from .protocol import HEARTBEAT_STREAM, SYSTEM_TASK, TupleEncoder, encode, encod
 # Storm's log levels (ShellMsg.ShellLogLevel): trace, debug, info, warn, error.
 TRACE, DEBUG, INFO, WARN, ERROR = range(5)
 SHOWN = 300  # characters of a bad message quoted in an error
+# What a component's metrics may take of each heartbeat.
+MAX_METRICS = 64
+MAX_METRIC_NAME = 200
+MAX_METRIC_JSON = 4096
 
 
 def _quote(value: Any) -> str:
@@ -87,11 +91,7 @@ class _Session:
         elif command == "error":
             sink.error(str(msg.get("msg")))
         elif command == "metrics":
-            name = msg.get("name")
-            if isinstance(name, str) and name:
-                self.metrics[name] = msg.get("params")
-            else:
-                self.log(WARN, f"metrics message without a name: {_quote(msg)}")
+            self._metric(msg)
         elif command is None and "pid" in msg:
             pid = msg["pid"]
             if isinstance(pid, int) and not isinstance(pid, bool):
@@ -100,6 +100,22 @@ class _Session:
                 sink.error(f"handshake reply with a pid that is not a number: {_quote(msg)}")
         else:
             self.log(WARN, f"unknown command, ignored: {_quote(msg)}")
+
+    def _metric(self, msg: dict[str, Any]) -> None:
+        """Keep the latest value of each metric for the heartbeat, bounded: at most
+        MAX_METRICS names of MAX_METRIC_NAME characters, values of MAX_METRIC_JSON bytes."""
+        name = msg.get("name")
+        params = msg.get("params")
+        if not isinstance(name, str) or not name or len(name) > MAX_METRIC_NAME:
+            self.log(WARN, f"metrics message without a name (or with one over "
+                           f"{MAX_METRIC_NAME} characters): {_quote(msg)}")
+        elif name not in self.metrics and len(self.metrics) >= MAX_METRICS:
+            self.log(WARN, f"metric {name!r} dropped: {MAX_METRICS} metrics kept already")
+        elif len(encode(params)) > MAX_METRIC_JSON:
+            self.log(WARN, f"metric {name!r} dropped: its value is over {MAX_METRIC_JSON} "
+                           f"bytes of JSON ({_quote(params)})")
+        else:
+            self.metrics[name] = params
 
     def _bad_emit(self, sink: Sink, msg: dict[str, Any]) -> None:
         """An emit without a list `tuple`, a string `stream` or an integer `task`: report it,
