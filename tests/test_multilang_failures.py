@@ -173,3 +173,50 @@ def test_tuples_beyond_max_pending_wait_their_turn(settings):
 
         h.run_until(check, what="all acked")
         assert h.acked == handles and seen <= settings.max_pending
+
+
+# A pystorm-free component: the handshake by hand, then what the test asks of it.
+HANDSHAKE = ("import json, os, sys, time\n"
+             "lines = []\n"
+             "while True:\n"
+             "    line = sys.stdin.readline()\n"
+             "    if line.strip() == 'end': break\n"
+             "    lines.append(line)\n"
+             "setup = json.loads(''.join(lines))\n"
+             "open(os.path.join(setup['pidDir'], str(os.getpid())), 'w').close()\n"
+             "sys.stdout.write(json.dumps({'pid': os.getpid()}) + '\\nend\\n')\n"
+             "sys.stdout.flush()\n")
+
+
+def test_a_subprocess_that_closes_its_stdout_but_lives_is_restarted():
+    script = HANDSHAKE + "os.close(1)\ntime.sleep(3600)\n"
+    with Harness([PYTHON, "-c", script]) as h:
+        h.run_until(lambda: h.runner.session.ready, what="the handshake")
+        tup = h.send("stuck")
+        h.run_until(lambda: h.failed == [tup], what="its tuple failed")
+        assert "closed its stdout" in h.errors[0] and "1 tuples in flight failed" in h.errors[0]
+        h.run_until(lambda: h.runner.generation == 2, what="a restart")
+
+
+def test_the_last_words_of_an_exiting_subprocess_are_taken():
+    # It acks the tuple, emits, logs an error, and exits at once: all of it is handled
+    # before its exit is.
+    script = HANDSHAKE + (
+        "tup = ''\n"
+        "while True:\n"
+        "    line = sys.stdin.readline()\n"
+        "    if line.strip() == 'end': break\n"
+        "    tup += line\n"
+        "tid = json.loads(tup)['id']\n"
+        "for m in ({'command': 'emit', 'anchors': [tid], 'tuple': ['last'],\n"
+        "           'need_task_ids': False},\n"
+        "          {'command': 'ack', 'id': tid}, {'command': 'error', 'msg': 'bye'}):\n"
+        "    sys.stdout.write(json.dumps(m) + '\\nend\\n')\n"
+        "sys.stdout.flush()\n"
+        "os._exit(0)\n")
+    with Harness([PYTHON, "-c", script]) as h:
+        tup = h.send("x")
+        h.run_until(lambda: any("exited" in e for e in h.errors), what="the exit reported")
+        assert h.acked == [tup] and h.failed == [] and h.values() == [["last"]]
+        assert h.errors[0] == "bye" and "exit status 0" in h.errors[1]
+        assert h.emitted[0].anchors == [tup]
