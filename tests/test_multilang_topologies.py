@@ -315,3 +315,20 @@ def test_the_code_directory_the_worker_names_is_where_commands_run():
     result = complete_topology(b.build(), {"sentences": [["a b"], ["c"]]}, timeout=60,
                                config={"topology.code.dir": ML})
     assert sorted(result.emitted("split")) == [["a"], ["b"], ["c"]] and result.acked == [0, 1]
+
+
+def test_topology_debug_logs_what_shell_components_emit():
+    b = TopologyBuilder("ml-debug")
+    b.set_spout("sentences", ShellSpout(["node", "sentences.js"], outputs=["sentence"], cwd=ML))
+    b.set_bolt("split", ShellBolt([PYTHON, "split_bolt.py"], outputs=["word"], cwd=ML)) \
+        .shuffle_grouping("sentences")
+    with running(b.build(config={"topology.debug": True})) as cluster:
+        wait_for(lambda: outcomes(cluster, "ml-debug", "sentences")[0] == [0, 1, 2], 60,
+                 "three sentences acked")
+
+        def logged() -> str:
+            logs = Path(cluster.logs_dir)
+            return "".join(p.read_text(errors="replace") for p in logs.rglob("*.log"))
+
+        wait_for(lambda: "sentences task" in logged() and "split task" in logged()
+                 and "emit (['moon']" in logged(), 10, "the emits in the worker logs")

@@ -142,22 +142,31 @@ class _Reporter:
 
 
 class _BoltSink(_Reporter):
+    """Emits go through the bolt object's emit methods: the collector's, or the wrappers
+    topology.debug puts around them (bound at open, once the worker has put them there)."""
+
     def __init__(self, executor: ShellBoltExecutor) -> None:
         self.executor = executor
         self.collector = executor.collector
+        self._emit = self.collector.emit
+        self._emit_direct = self.collector.emit_direct
+
+    def bind(self, obj: Any) -> None:
+        self._emit = obj.emit
+        self._emit_direct = obj.emit_direct
 
     def emit(self, stream: str, values: list[Any], anchors: list[Any],
              task: int | None) -> list[int]:
-        collector = self.collector
         if task is not None:
-            return collector.emit_direct(task, values, anchors, stream)
+            return self._emit_direct(task, values, anchors, stream)
         if len(anchors) != 1:
-            return collector.emit(values, anchors, stream)
+            return self._emit(values, anchors, stream)
         # Anchored to one input (nearly every emit): as the input being processed, which is
         # the collector's inline path, a third of the cost of an explicit anchor list.
+        collector = self.collector
         collector.current = anchors[0]
         try:
-            return collector.emit(values, None, stream)
+            return self._emit(values, None, stream)
         finally:
             collector.current = None
 
@@ -172,12 +181,18 @@ class _SpoutSink(_Reporter):
     def __init__(self, executor: ShellSpoutExecutor) -> None:
         self.executor = executor
         self.collector = executor.collector
+        self._emit = self.collector.emit
+        self._emit_direct = self.collector.emit_direct
+
+    def bind(self, obj: Any) -> None:
+        self._emit = obj.emit
+        self._emit_direct = obj.emit_direct
 
     def emit(self, stream: str, values: list[Any], msg_id: Any, task: int | None) -> list[int]:
         self.collector.now = self.executor.runner.now  # the emit time of a tracked tuple
         if task is None:
-            return self.collector.emit(values, msg_id, stream)
-        return self.collector.emit_direct(task, values, msg_id, stream)
+            return self._emit(values, msg_id, stream)
+        return self._emit_direct(task, values, msg_id, stream)
 
 
 class ShellBoltExecutor(BoltExecutor):
@@ -189,11 +204,13 @@ class ShellBoltExecutor(BoltExecutor):
         shell: ShellComponent = env.obj
         self.settings = ShellSettings.from_conf(env.conf)
         self.encoders: dict[int, TupleEncoder] = {}  # id(StreamInfo) -> its encoder
-        self.runner = BoltRunner(shell, _label("bolt", env), _setup(env), _BoltSink(self),
+        self.sink = _BoltSink(self)
+        self.runner = BoltRunner(shell, _label("bolt", env), _setup(env), self.sink,
                                  self.settings, code_dir=env.conf.get(CODE_DIR_KEY))
         self.driver = RunnerDriver(self.runner, env.services, _nothing)
 
     def open(self) -> None:
+        self.sink.bind(self.bolt)
         self.driver.start(time.monotonic())
 
     def close(self) -> None:
@@ -237,11 +254,13 @@ class ShellSpoutExecutor(SpoutExecutor):
         super().__init__(env)
         shell: ShellComponent = env.obj
         self.settings = ShellSettings.from_conf(env.conf)
-        self.runner = SpoutRunner(shell, _label("spout", env), _setup(env), _SpoutSink(self),
+        self.sink = _SpoutSink(self)
+        self.runner = SpoutRunner(shell, _label("spout", env), _setup(env), self.sink,
                                   self.settings, code_dir=env.conf.get(CODE_DIR_KEY))
         self.driver = RunnerDriver(self.runner, env.services, self._after_io)
 
     def open(self) -> None:
+        self.sink.bind(self.spout)
         self.driver.start(time.monotonic())
 
     def close(self) -> None:
