@@ -7,13 +7,15 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
 from multilang.harness import HERE, PYTHON, Harness, python
 from polling import wait_for
 
-from topology.multilang import ShellSettings
+from topology.multilang import ShellBolt, ShellSettings
+from topology.multilang.runner import BoltRunner
 
 FAST = ShellSettings(timeout=1.0, heartbeat_every=0.2)
 
@@ -220,3 +222,23 @@ def test_the_last_words_of_an_exiting_subprocess_are_taken():
         assert h.acked == [tup] and h.failed == [] and h.values() == [["last"]]
         assert h.errors[0] == "bye" and "exit status 0" in h.errors[1]
         assert h.emitted[0].anchors == [tup]
+
+
+def test_an_error_says_when_the_declaring_directory_is_not_on_this_host():
+    component = ShellBolt([PYTHON, "split_bolt.py"], outputs=["word"])
+    component.origin_dir = "/nowhere/on/this/host"  # as if submitted from another machine
+    errors: list[str] = []
+
+    class Sink:
+        def error(self, text: str) -> None:
+            errors.append(text)
+
+    runner = BoltRunner(component, "shell bolt 'split' task 1", lambda pid_dir: {}, Sink(),
+                        ShellSettings())
+    runner.start(time.monotonic())
+    try:
+        wait_for(lambda: (runner.tick(time.monotonic()), errors)[1], 10, "the error")
+    finally:
+        runner.stop()
+    assert "exited, exit status 2" in errors[0] and "split_bolt.py" in errors[0]
+    assert "declared in /nowhere/on/this/host, which this host does not have" in errors[0]

@@ -51,6 +51,13 @@ class ShellRunner:
         self.sink = sink
         self.settings = settings
         self.cwd = component.working_dir(code_dir)
+        origin = component.origin_dir
+        # Declared in a directory this host does not have (a topology submitted from another
+        # machine): its scripts are not here unless the code package brought them.
+        self.elsewhere = (f" (note: {type(component).__name__} was declared in {origin}, "
+                          f"which this host does not have: the command ran in "
+                          f"{self.cwd or os.getcwd()})"
+                          if code_dir is None and origin and not os.path.isdir(origin) else "")
         self.env = component.environment(os.environ if environ is None else environ)
         self.pid_root = pid_root
         self.pid_dir: str | None = None
@@ -171,6 +178,7 @@ class ShellRunner:
         return 0
 
     def _report(self, text: str) -> None:
+        text += self.elsewhere
         self.last_error = text
         log.error("%s: %s", self.label, text)
         self.sink.error(text)
