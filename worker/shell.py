@@ -63,15 +63,19 @@ class RunnerDriver:
         self.sync(now)
 
     def readable(self, now: float) -> None:
-        self.runner.on_readable(now)
-        self.after_io(now)
-        self.sync(now)
+        try:
+            self.runner.on_readable(now)
+            self.after_io(now)
+        finally:  # even after a bug: never leave a closed pipe on the loop's poller
+            self.sync(now)
 
     def _tick(self, now: float) -> None:
         self.timer = None
-        self.runner.tick(now)
-        self.after_io(now)
-        self.sync(now)
+        try:
+            self.runner.tick(now)
+            self.after_io(now)
+        finally:
+            self.sync(now)
 
     def sync(self, now: float) -> None:
         """Watch exactly the runner's open pipes, and have a timer by its next tick."""
