@@ -8,7 +8,7 @@ import logging
 import os
 
 import pytest
-from multilang.harness import Harness, python
+from multilang.harness import PYTHON, Harness, python
 
 from topology.multilang import ShellSettings
 
@@ -36,7 +36,9 @@ def test_pystorm_split_bolt(logs):
         assert all(e.anchors == [handles[i // 6]] for i, e in enumerate(h.emitted))
         pid = h.runner.proc.pid
         assert h.runner.session.pid == pid
-        assert os.listdir(h.pid_dir) == [str(pid)]  # pystorm wrote its pid file there
+        # pystorm wrote its pid file in the pid directory before it answered; the directory
+        # was removed then, so a worker killed later leaves none behind.
+        assert not os.path.exists(h.pid_dir)
         assert h.runner.generation == 1
     assert any("pystorm StormHandler logging enabled" in m for m in lines(logs, logging.INFO))
 
@@ -163,3 +165,32 @@ def test_an_idle_bolt_answers_heartbeats_and_is_left_alone():
                     what="heartbeats answered for 3 timeouts")
         assert h.runner.liveness.last_heartbeat > sent_before
         assert h.runner.generation == 1 and h.errors == []
+
+
+def test_the_pid_directory_outlives_the_handshake_until_the_component_is_past_it():
+    # Like Storm's storm.py and storm.rb, which send their pid before writing the pid file;
+    # this one even waits for its first tuple before writing it.
+    script = ("import json, os, sys\n"
+              "def read():\n"
+              "    lines = []\n"
+              "    while True:\n"
+              "        line = sys.stdin.readline()\n"
+              "        if line.strip() == 'end': return json.loads(''.join(lines))\n"
+              "        lines.append(line)\n"
+              "def send(m):\n"
+              "    sys.stdout.write(json.dumps(m) + '\\nend\\n'); sys.stdout.flush()\n"
+              "pid_dir = read()['pidDir']\n"
+              "send({'pid': os.getpid()})\n"
+              "tup = read()\n"
+              "open(os.path.join(pid_dir, str(os.getpid())), 'w').close()\n"
+              "while True:\n"
+              "    send({'command': 'ack', 'id': tup['id']})\n"
+              "    tup = read()\n")
+    with Harness([PYTHON, "-c", script]) as h:
+        h.run_until(lambda: h.runner.session.ready, what="the pid")
+        first = h.send("x")
+        h.run_until(lambda: h.acked == [first], what="the first tuple acked")
+        assert h.errors == [] and not os.path.exists(h.pid_dir)  # gone once past it
+        second = h.send("y")
+        h.run_until(lambda: h.acked == [first, second], what="the second tuple acked")
+        assert h.runner.generation == 1

@@ -4,6 +4,7 @@ tuples in flight failed, its error reported with its stderr) or stopped, and not
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -242,3 +243,10 @@ def test_an_error_says_when_the_declaring_directory_is_not_on_this_host():
         runner.stop()
     assert "exited, exit status 2" in errors[0] and "split_bolt.py" in errors[0]
     assert "declared in /nowhere/on/this/host, which this host does not have" in errors[0]
+
+
+def test_the_pid_directory_goes_even_if_the_component_says_nothing_after_its_pid():
+    with Harness(python("probe_bolt.py"), outputs=["value"]) as h:
+        h.run_until(lambda: h.runner.session.ready, what="the handshake")
+        h.send("hang")  # silent from now on
+        h.run_until(lambda: not os.path.exists(h.pid_dir), what="the pid directory gone")

@@ -74,6 +74,7 @@ class ShellRunner:
         self.stopped = False
         self.now = 0.0  # the time of the latest call that said it
         self.eof_at: float | None = None  # when its stdout closed: it is exiting
+        self._answered = False
 
     # ------------------------------------------------------------------ life
 
@@ -85,6 +86,7 @@ class ShellRunner:
             self.pid_dir = tempfile.mkdtemp(prefix="shell-pids-", dir=root)
         self.restart_at = None
         self.eof_at = None
+        self._answered = False  # the pid message has come
         self.started_at = now
         self.liveness = Liveness(self.settings.timeout, self.settings.heartbeat_every, now)
         self._cpu_checked = now
@@ -150,6 +152,12 @@ class ShellRunner:
             self._drain_stderr(p)
             p.reap()
             p.close()
+        self._remove_pid_dir()
+
+    def _remove_pid_dir(self) -> None:
+        """The pid directory is for the handshake only (the component writes its pid file
+        there as it answers): removed once it is past it, so a worker killed later leaves
+        none behind."""
         if self.pid_dir is not None:
             shutil.rmtree(self.pid_dir, ignore_errors=True)
             self.pid_dir = None
@@ -207,6 +215,13 @@ class ShellRunner:
             self._handle(messages, now)
             if self.proc is None:
                 return
+            if self.pid_dir is not None and self.session.ready:
+                # Storm's storm.py writes its pid file after it sends its pid: the directory
+                # goes once a message has come after the pid one.
+                last = messages[-1]
+                if self._answered or not (type(last) is dict and "pid" in last):
+                    self._remove_pid_dir()
+                self._answered = True
         if eof:
             # Its exit status comes with the exit, a moment later: `tick` waits for it.
             self.eof_at = now if self.eof_at is None else self.eof_at
@@ -267,6 +282,9 @@ class ShellRunner:
             if now - self.eof_at >= EXIT_GRACE:
                 self._lost("closed its stdout", now)
             return
+        if self._answered and self.pid_dir is not None and os.path.exists(
+                os.path.join(self.pid_dir, str(self.session.pid))):
+            self._remove_pid_dir()  # its pid file is there: it is past the handshake
         self._timers(now)
         if self.proc is not None:
             self.flush()
