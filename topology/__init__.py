@@ -7,6 +7,7 @@ from topology.context import TopologyContext
 from topology.errors import ConfigError, SquallError, TopologyError
 from topology.local import LocalCluster
 from topology.model import CustomGrouping, Topology
+from topology.multilang import ShellBolt, ShellSpout
 from topology.state import CommitterBolt, KeyValueState, StatefulBolt
 from topology.tuple import Tuple
 
@@ -18,6 +19,8 @@ __all__ = [
     "CustomGrouping",
     "KeyValueState",
     "LocalCluster",
+    "ShellBolt",
+    "ShellSpout",
     "Spout",
     "SquallError",
     "StatefulBolt",
