@@ -118,7 +118,7 @@ class Executor:
         routes = self.routes.values()
         snap = self.stats.snapshot({r.stream: r.emitted for r in routes},
                                    {r.stream: r.transferred() for r in routes},
-                                   self.executed_streams())
+                                   self.executed_streams(), *self.stream_figures())
         if self.context is not None and self.context.metrics:
             snap["metrics"] = self.context.report_metrics(self._metric_failed)
         snap.update(self.extra_snapshot())
@@ -136,6 +136,10 @@ class Executor:
 
     def executed_streams(self) -> dict[str, dict[str, int]]:
         return {}
+
+    def stream_figures(self) -> tuple[dict[Any, int], dict[Any, list[float]]]:
+        """(acked, [latency total, count]) per stream key (see worker.stats)."""
+        return self.stats.acked_streams, self.stats.latency_streams
 
 
 class SpoutExecutor(Executor):
@@ -254,6 +258,14 @@ class SpoutExecutor(Executor):
             self.stats.failed_on(stream)
             self.tree_failed(msg_id)
 
+    def stream_figures(self) -> tuple[dict[Any, int], dict[Any, list[float]]]:
+        """A spout counts its acked trees in latency_streams only (one dict on the hot
+        path), plus acked_streams for those acked at emit (no ackers: no latency)."""
+        acked = dict(self.stats.acked_streams)
+        for stream, (_, n) in self.stats.latency_streams.items():
+            acked[stream] = acked.get(stream, 0) + int(n)
+        return acked, self.stats.latency_streams
+
     def tree_acked(self, msg_id: Any) -> None:
         """A tree completed. Override to hold the ack (then call deliver_ack later)."""
         self.deliver_ack(msg_id)
@@ -293,6 +305,8 @@ class BoltExecutor(Executor):
                                        bool(getattr(self.bolt, "auto_anchor", True)))
         self.queue: collections.deque[list[Any]] = collections.deque()
         self.executed_by_code = [0] * len(env.infos)  # per input stream
+        self.auto_acked_by_code = [0] * len(env.infos)  # (explicit acks: in stats)
+        self.time_by_code = [0.0] * len(env.infos)  # seconds in process, per input stream
         custom = type(self).execute is not BoltExecutor.execute
         self._handle = self.execute if custom else self.bolt.process
         self.auto_ack = bool(getattr(self.bolt, "auto_ack", True)) and not custom
@@ -324,7 +338,9 @@ class BoltExecutor(Executor):
         stats = self.stats
         clock = time.perf_counter
         done = 0
-        start = clock()
+        data = 0  # tuples of data streams among them
+        data_time = 0.0
+        first = start = clock()
         while queue and done < budget:
             lane = queue[0]
             take = min(lane[0], budget - done)
@@ -332,23 +348,28 @@ class BoltExecutor(Executor):
             self.executed_by_code[code] += take
             info = self.infos[code]
             if code < self.first_system_code:
-                self._execute(lane[1], info, islice(lane[3], take))
+                self.auto_acked_by_code[code] += self._execute(lane[1], info,
+                                                               islice(lane[3], take))
                 end = clock()  # a run of one source and stream, timed as one (worker.stats)
-                stats.took(info, end - start, take)
-                add_many(stats.execute_latency, (end - start) / take, take)
+                self.time_by_code[code] += end - start
+                data_time += end - start
+                data += take
             else:
                 self._system(lane[1], info, islice(lane[3], take))
                 end = clock()
-            stats.execute_time += end - start
             start = end
             done += take
             lane[0] -= take
             if not lane[0]:
                 queue.popleft()
+        stats.execute_time += start - first
+        if data:
+            add_many(stats.execute_latency, data_time / data, data)
         stats.executed += done
         return done
 
-    def _execute(self, src: int, info: StreamInfo, rows: Any) -> None:
+    def _execute(self, src: int, info: StreamInfo, rows: Any) -> int:
+        """Run the bolt on `rows`; return how many it auto-acked."""
         handle = self._handle
         collector = self.collector
         ack = self.outbox.ack
@@ -385,9 +406,8 @@ class BoltExecutor(Executor):
                 if ids:
                     ack(tup)
         collector.current = None
-        if acked:
-            self.stats.acked += acked
-            self.stats.acked_on(info, acked)
+        self.stats.acked += acked
+        return acked
 
     def _system(self, src: int, info: StreamInfo, rows: Any) -> None:
         for values, ids in rows:
@@ -401,6 +421,21 @@ class BoltExecutor(Executor):
 
     def tick(self, info: StreamInfo, freq: float) -> None:
         self.call_user("process_tick", self.bolt.process_tick, Tuple([freq], -1, info))
+
+    def stream_figures(self) -> tuple[dict[Any, int], dict[Any, list[float]]]:
+        """Acked per input stream, explicit (stats) and automatic (by code), and the time
+        process took on each: the hot path bumps lists indexed by stream code."""
+        stats = self.stats
+        first_system = self.first_system_code
+        auto = stats.acked_streams.copy()  # the explicit acks, per StreamInfo
+        latency = {}
+        for code, n in enumerate(self.executed_by_code[:first_system]):
+            if n:
+                info = self.infos[code]
+                latency[info] = [self.time_by_code[code], n]
+                if self.auto_acked_by_code[code]:
+                    auto[info] = auto.get(info, 0) + self.auto_acked_by_code[code]
+        return auto, latency
 
     def executed_streams(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

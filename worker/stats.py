@@ -6,10 +6,11 @@ Hot paths bump plain integer attributes; latencies go into log-scale histograms
 Per stream (the keys cluster.records reads): a spout counts, per output stream, the trees
 acked and failed and their complete latency; a bolt counts, per input stream (a StreamInfo:
 its source component and stream), the tuples it acked and failed and the time `process`
-took. A bolt times a run of tuples from one source and stream, not each tuple:
-`execute_latency` gets that run's mean once per tuple in it, so a bolt whose time goes to
-one tuple in a run shows it as a run of slower ones (a per-tuple clock would cost a tenth of
-a simple bolt's time). A spout's `execute_latency` is likewise the mean of a slice's calls.
+took. A bolt times a run of tuples from one source and stream, not each tuple, and
+`execute_latency` gets a slice's mean (up to loop.BOLT_SLICE tuples) once per tuple in it:
+a bolt whose time goes to one tuple in a slice shows it as a slice of slower ones (a
+per-tuple clock would cost a tenth of a simple bolt's time). A spout's `execute_latency`
+is likewise the mean of a slice's calls.
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ class ExecutorStats:
         self.execute_time = 0.0  # seconds spent in process()/next_tuple()
         self.complete_latency = Histogram()  # spouts: emit -> tree acked
         self.execute_latency = Histogram()  # per call of process()/next_tuple() (see above)
-        # Spouts: keyed by output stream name; bolts: by input StreamInfo. A spout's trees
-        # acked are the counts of its latency_streams (the hot path bumps one dict, not two)
-        # plus its acked_streams (those acked at emit, without ackers: no latency).
+        # Spouts: keyed by output stream name; bolts: by input StreamInfo. Executors keep
+        # some of these in cheaper shapes and give them to snapshot (worker.executor's
+        # stream_figures): a spout's acked trees are the counts of its latency_streams, a
+        # bolt's automatic acks and process times are lists by stream code.
         self.acked_streams: dict[Any, int] = {}
         self.failed_streams: dict[Any, int] = {}
         self.latency_streams: dict[Any, list[float]] = {}  # [total seconds, count]
@@ -81,19 +83,14 @@ class ExecutorStats:
         failed = self.failed_streams
         failed[key] = failed.get(key, 0) + n
 
-    def took(self, key: Any, seconds: float, n: int = 1) -> None:
-        """`n` calls on `key` took `seconds` together (complete or execute latency)."""
-        pair = self.latency_streams.get(key)
-        if pair is None:
-            self.latency_streams[key] = [seconds, n]
-        else:
-            pair[0] += seconds
-            pair[1] += n
-
     def snapshot(self, emitted: dict[str, int], transferred: dict[str, int],
-                 executed: dict[str, dict[str, int]]) -> dict[str, Any]:
+                 executed: dict[str, dict[str, int]], acked: dict[Any, int] | None = None,
+                 latency: dict[Any, list[float]] | None = None) -> dict[str, Any]:
         """`emitted` and `transferred` per output stream; `executed` per input component
-        and stream."""
+        and stream; `acked` and `latency` per stream key, when not this object's own (an
+        executor may keep them in cheaper shapes on its hot path)."""
+        acked = self.acked_streams if acked is None else acked
+        latency = self.latency_streams if latency is None else latency
         snap = {
             "component": self.component,
             "task": self.task,
@@ -110,17 +107,12 @@ class ExecutorStats:
             "complete_latency": self.complete_latency.to_dict(),
             "execute_latency": self.execute_latency.to_dict(),
         }
-        acked = self.acked_streams
-        if self.kind == "spout":  # a spout counts its trees acked in latency_streams only
-            acked = dict(acked)
-            for stream, (_, n) in self.latency_streams.items():
-                acked[stream] = acked.get(stream, 0) + int(n)
         if acked:  # absent means none (as cluster.records writes them back)
             snap["acked_streams"] = _by_stream(acked)
         if self.failed_streams:
             snap["failed_streams"] = _by_stream(self.failed_streams)
-        if self.latency_streams:
-            snap["latency_streams"] = _by_stream(self.latency_streams, _mean)
+        if latency:
+            snap["latency_streams"] = _by_stream(latency, _mean)
         return snap
 
 
