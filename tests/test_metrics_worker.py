@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -190,11 +192,16 @@ def test_registered_metrics_reach_the_heartbeat_and_the_records() -> None:
     assert figures["line_length"].histogram.count == 60
 
 
-def test_a_gauge_that_raises_is_reported_and_left_out() -> None:
+def test_a_metric_that_raises_or_is_no_number_is_reported_and_left_out() -> None:
     class Broken(Bolt):
         def prepare(self, conf: Any, context: Any) -> None:
             context.register_metric("fine", CountMetric()).incr()
             context.register_metric("broken", lambda: 1 / 0)
+            context.register_metric("nan", GaugeMetric()).set(math.nan)
+            context.register_metric("text", lambda: "many")
+            context.register_metric("object", lambda: object())
+            context.register_metric("decimal", lambda: Decimal("2.5"))
+            context.register_metric("fraction", lambda: Fraction(5, 2))
 
         def process(self, tup: Any) -> None:
             pass
@@ -204,11 +211,17 @@ def test_a_gauge_that_raises_is_reported_and_left_out() -> None:
     b.set_bolt("b", Broken, parallelism=1).shuffle_grouping("src")
     cluster = InProcess(b.build(config={"topology.workers": 1}), workers=1)
     cluster.turn()
+    heartbeats(cluster)
     (hb,) = heartbeats(cluster)
     (e,) = snapshots([hb], "b")
-    assert e["metrics"] == {"fine": {"type": "counter", "value": 1}}
-    assert any("metric 'broken'" in err["error"] and "ZeroDivisionError" in err["error"]
-               for err in hb["errors"]), hb["errors"]
+    assert e["metrics"] == {"fine": {"type": "counter", "value": 1},
+                            "fraction": {"type": "gauge", "value": 2.5}}
+    (worker,) = cluster.workers
+    said = [err["error"] for err in worker.errors.recent]
+    assert len(said) == 5 and not worker.errors.suppressed  # once each, not every heartbeat
+    assert any("metric 'broken'" in x and "ZeroDivisionError" in x for x in said), said
+    for name in ("nan", "text", "object", "decimal"):
+        assert any(f"metric {name!r}" in x and "not a finite number" in x for x in said), said
 
 
 def context() -> TopologyContext:
@@ -240,6 +253,15 @@ def test_register_metric_refuses_a_name_twice_and_past_the_bound() -> None:
         c.register_metric(f"g{i}", GaugeMetric())
     with pytest.raises(TopologyError, match="at most 100 metrics"):
         c.register_metric("one too many", CountMetric())
+
+
+def test_a_histogram_metric_takes_finite_numbers_only() -> None:
+    h = HistogramMetric()
+    h.update(0.25)
+    for bad in (math.inf, math.nan, "1", None):
+        with pytest.raises(TypeError, match="is not a finite number"):
+            h.update(bad)
+    assert h.report()["count"] == 1 and h.report()["total"] == 0.25
 
 
 def test_add_many_is_add_repeated() -> None:

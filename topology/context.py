@@ -13,6 +13,7 @@ and the dashboard show them per component, counters and gauges summed over its t
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -32,7 +33,7 @@ class CountMetric:
         self.value += by
 
     def report(self) -> dict[str, Any]:
-        return {"type": "counter", "value": self.value}
+        return {"type": "counter", "value": _number(self.value)}
 
 
 class GaugeMetric:
@@ -48,7 +49,8 @@ class GaugeMetric:
         self.value = value
 
     def report(self) -> dict[str, Any]:
-        return {"type": "gauge", "value": self.fn() if self.fn is not None else self.value}
+        return {"type": "gauge",
+                "value": _number(self.fn() if self.fn is not None else self.value)}
 
 
 class HistogramMetric:
@@ -60,13 +62,23 @@ class HistogramMetric:
         self.histogram = Histogram()
 
     def update(self, value: float) -> None:
-        self.histogram.add(value)
+        self.histogram.add(_number(value))
 
     def report(self) -> dict[str, Any]:
         return {"type": "histogram", **self.histogram.to_dict()}
 
 
 Metric = CountMetric | GaugeMetric | HistogramMetric
+
+
+def _number(value: Any) -> float:
+    """A metric's value as the heartbeat carries it: a finite int or float, or TypeError
+    (a heartbeat crosses processes and ends in JSON: no NaN, no Decimal, no user object)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = value if type(value) is int else float(value)  # numpy's, Fraction: float
+        if math.isfinite(number):
+            return number
+    raise TypeError(f"the value {value!r} is not a finite number")
 
 
 class TopologyContext:

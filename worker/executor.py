@@ -95,6 +95,7 @@ class Executor:
         self.services = env.services
         self.routes = env.routes
         self.stats = ExecutorStats(env.component, env.task, self.kind)
+        self._failing_metrics: set[str] = set()  # registered metrics that cannot be read
 
     def call_user(self, what: str, fn: Callable[..., Any], *args: Any) -> bool:
         """Call user code; an exception is reported, never raised. True if it returned."""
@@ -120,11 +121,20 @@ class Executor:
                                    {r.stream: r.transferred() for r in routes},
                                    self.executed_streams(), *self.stream_figures())
         if self.context is not None and self.context.metrics:
-            snap["metrics"] = self.context.report_metrics(self._metric_failed)
+            failing: set[str] = set()
+            metrics = self.context.report_metrics(
+                lambda name, error: self._metric_failed(name, error, failing))
+            self._failing_metrics = failing
+            snap["metrics"] = metrics
         snap.update(self.extra_snapshot())
         return snap
 
-    def _metric_failed(self, name: str, error: Exception) -> None:
+    def _metric_failed(self, name: str, error: Exception, failing: set[str]) -> None:
+        """A metric that cannot be read is left out, and reported when it starts failing
+        (not at every heartbeat)."""
+        failing.add(name)
+        if name in self._failing_metrics:
+            return
         wrapped = TopologyError(f"metric {name!r} could not be read: "
                                 f"{type(error).__name__}: {error}")
         wrapped.__cause__ = error
