@@ -100,6 +100,7 @@ class TopologyContext:
         self.worker_tasks = sorted(worker_tasks)
         self.worker_port = worker_port
         self.metrics: dict[str, Metric] = {}  # registered, by name
+        self._failing: set[str] = set()  # metrics that could not be read last time
 
     def component_tasks(self, component_id: str) -> list[int]:
         """The task ids of a component, sorted (empty if there is no such component)."""
@@ -145,14 +146,19 @@ class TopologyContext:
 
     def report_metrics(self, on_error: Callable[[str, Exception], None]
                        ) -> dict[str, dict[str, Any]]:
-        """Every metric's heartbeat form; a gauge whose function raises is left out and
-        `on_error(name, exception)` told."""
+        """Every metric's heartbeat form. One that cannot be read (a gauge's function raised,
+        a value is not a finite number) is left out, and `on_error(name, exception)` told
+        when it starts failing, not at every heartbeat."""
         out = {}
+        failing = set()
         for name, metric in self.metrics.items():
             try:
                 out[name] = metric.report()
-            except Exception as e:  # a user's gauge function
-                on_error(name, e)
+            except Exception as e:  # user code: a gauge's function, a value set
+                failing.add(name)
+                if name not in self._failing:
+                    on_error(name, e)
+        self._failing = failing
         return out
 
     def __repr__(self) -> str:

@@ -47,7 +47,7 @@ from worker.collector import BoltCollector, SpoutCollector
 from worker.errors import ErrorLog
 from worker.routing import Route
 from worker.schedule import Schedule
-from worker.stats import ExecutorStats, add_many
+from worker.stats import ExecutorStats, InputCounts, add_many, spout_figures
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,6 @@ class Executor:
         self.services = env.services
         self.routes = env.routes
         self.stats = ExecutorStats(env.component, env.task, self.kind)
-        self._failing_metrics: set[str] = set()  # registered metrics that cannot be read
 
     def call_user(self, what: str, fn: Callable[..., Any], *args: Any) -> bool:
         """Call user code; an exception is reported, never raised. True if it returned."""
@@ -121,20 +120,11 @@ class Executor:
                                    {r.stream: r.transferred() for r in routes},
                                    self.executed_streams(), *self.stream_figures())
         if self.context is not None and self.context.metrics:
-            failing: set[str] = set()
-            metrics = self.context.report_metrics(
-                lambda name, error: self._metric_failed(name, error, failing))
-            self._failing_metrics = failing
-            snap["metrics"] = metrics
+            snap["metrics"] = self.context.report_metrics(self._metric_failed)
         snap.update(self.extra_snapshot())
         return snap
 
-    def _metric_failed(self, name: str, error: Exception, failing: set[str]) -> None:
-        """A metric that cannot be read is left out, and reported when it starts failing
-        (not at every heartbeat)."""
-        failing.add(name)
-        if name in self._failing_metrics:
-            return
+    def _metric_failed(self, name: str, error: Exception) -> None:
         wrapped = TopologyError(f"metric {name!r} could not be read: "
                                 f"{type(error).__name__}: {error}")
         wrapped.__cause__ = error
@@ -269,12 +259,7 @@ class SpoutExecutor(Executor):
             self.tree_failed(msg_id)
 
     def stream_figures(self) -> tuple[dict[Any, int], dict[Any, list[float]]]:
-        """A spout counts its acked trees in latency_streams only (one dict on the hot
-        path), plus acked_streams for those acked at emit (no ackers: no latency)."""
-        acked = dict(self.stats.acked_streams)
-        for stream, (_, n) in self.stats.latency_streams.items():
-            acked[stream] = acked.get(stream, 0) + int(n)
-        return acked, self.stats.latency_streams
+        return spout_figures(self.stats)
 
     def tree_acked(self, msg_id: Any) -> None:
         """A tree completed. Override to hold the ack (then call deliver_ack later)."""
@@ -314,9 +299,7 @@ class BoltExecutor(Executor):
                                        env.capture, self.outbox, self.stats,
                                        bool(getattr(self.bolt, "auto_anchor", True)))
         self.queue: collections.deque[list[Any]] = collections.deque()
-        self.executed_by_code = [0] * len(env.infos)  # per input stream
-        self.auto_acked_by_code = [0] * len(env.infos)  # (explicit acks: in stats)
-        self.time_by_code = [0.0] * len(env.infos)  # seconds in process, per input stream
+        self.inputs = InputCounts(env.infos, env.first_system_code)
         custom = type(self).execute is not BoltExecutor.execute
         self._handle = self.execute if custom else self.bolt.process
         self.auto_ack = bool(getattr(self.bolt, "auto_ack", True)) and not custom
@@ -346,6 +329,7 @@ class BoltExecutor(Executor):
         """Process up to `budget` queued tuples; return how many were processed."""
         queue = self.queue
         stats = self.stats
+        executed, auto_acked, times = self.inputs.by_code()
         clock = time.perf_counter
         done = 0
         data = 0  # tuples of data streams among them
@@ -355,13 +339,12 @@ class BoltExecutor(Executor):
             lane = queue[0]
             take = min(lane[0], budget - done)
             code = lane[2]
-            self.executed_by_code[code] += take
+            executed[code] += take
             info = self.infos[code]
             if code < self.first_system_code:
-                self.auto_acked_by_code[code] += self._execute(lane[1], info,
-                                                               islice(lane[3], take))
+                auto_acked[code] += self._execute(lane[1], info, islice(lane[3], take))
                 end = clock()  # a run of one source and stream, timed as one (worker.stats)
-                self.time_by_code[code] += end - start
+                times[code] += end - start
                 data_time += end - start
                 data += take
             else:
@@ -433,24 +416,7 @@ class BoltExecutor(Executor):
         self.call_user("process_tick", self.bolt.process_tick, Tuple([freq], -1, info))
 
     def stream_figures(self) -> tuple[dict[Any, int], dict[Any, list[float]]]:
-        """Acked per input stream, explicit (stats) and automatic (by code), and the time
-        process took on each: the hot path bumps lists indexed by stream code."""
-        stats = self.stats
-        first_system = self.first_system_code
-        auto = stats.acked_streams.copy()  # the explicit acks, per StreamInfo
-        latency = {}
-        for code, n in enumerate(self.executed_by_code[:first_system]):
-            if n:
-                info = self.infos[code]
-                latency[info] = [self.time_by_code[code], n]
-                if self.auto_acked_by_code[code]:
-                    auto[info] = auto.get(info, 0) + self.auto_acked_by_code[code]
-        return auto, latency
+        return self.inputs.figures(self.stats.acked_streams)
 
     def executed_streams(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for code, n in enumerate(self.executed_by_code):
-            if n:
-                info = self.infos[code]
-                out.setdefault(info.component, {})[info.stream] = n
-        return out
+        return self.inputs.executed_streams()

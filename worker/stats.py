@@ -16,12 +16,13 @@ is likewise the mean of a slice's calls.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from cluster.records import Histogram
 from topology.tuple import StreamInfo
 
-__all__ = ["ExecutorStats", "Histogram", "Windows", "add_many"]
+__all__ = ["ExecutorStats", "Histogram", "InputCounts", "Windows", "add_many", "spout_figures"]
 
 
 def add_many(histogram: Histogram, value: float, n: int) -> None:
@@ -114,6 +115,52 @@ class ExecutorStats:
         if latency:
             snap["latency_streams"] = _by_stream(latency, _mean)
         return snap
+
+
+def spout_figures(stats: ExecutorStats) -> tuple[dict[Any, int], dict[Any, list[float]]]:
+    """A spout's (acked, latency) per stream: its acked trees are counted in latency_streams
+    only (one dict on the hot path), plus acked_streams for those acked at emit (no ackers:
+    no latency)."""
+    acked = dict(stats.acked_streams)
+    for stream, (_, n) in stats.latency_streams.items():
+        acked[stream] = acked.get(stream, 0) + int(n)
+    return acked, stats.latency_streams
+
+
+class InputCounts:
+    """A bolt's counters per input stream as its hot path bumps them: lists indexed by
+    stream code (worker.routing's stream table) of tuples executed, tuples acked
+    automatically (explicit acks are in ExecutorStats.acked_streams) and seconds spent."""
+
+    def __init__(self, infos: Sequence[StreamInfo], first_system_code: int) -> None:
+        self.infos = infos
+        self.first_system_code = first_system_code
+        self.executed = [0] * len(infos)
+        self.auto_acked = [0] * len(infos)
+        self.times = [0.0] * len(infos)
+
+    def by_code(self) -> tuple[list[int], list[int], list[float]]:
+        return self.executed, self.auto_acked, self.times
+
+    def executed_streams(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for code, n in enumerate(self.executed):
+            if n:
+                info = self.infos[code]
+                out.setdefault(info.component, {})[info.stream] = n
+        return out
+
+    def figures(self, explicit: dict[Any, int]) -> tuple[dict[Any, int], dict[Any, list[float]]]:
+        """(acked, [seconds, executed]) per input StreamInfo, data streams only."""
+        acked = dict(explicit)
+        latency = {}
+        for code, n in enumerate(self.executed[:self.first_system_code]):
+            if n:
+                info = self.infos[code]
+                latency[info] = [self.times[code], n]
+                if self.auto_acked[code]:
+                    acked[info] = acked.get(info, 0) + self.auto_acked[code]
+        return acked, latency
 
 
 WINDOW_SECS = 600.0
