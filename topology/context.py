@@ -151,7 +151,7 @@ class TopologyContext:
         when it starts failing, not at every heartbeat."""
         out = {}
         failing = set()
-        for name, metric in self.metrics.items():
+        for name, metric in list(self.metrics.items()):  # a user thread may register one
             try:
                 out[name] = metric.report()
             except Exception as e:  # user code: a gauge's function, a value set
