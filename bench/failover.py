@@ -7,13 +7,15 @@ Starts a throwaway cluster on loopback (default: the config registry's productio
 reliable word count on 2 workers and measures, polling ZooKeeper every 20 ms:
 
 1. `kill -9` of a worker -> the restarted worker (new pid, same slot) reports acked tuples;
-2. SIGTERM of a supervisor (`systemctl stop`; its workers outlive it, as on real hosts) ->
-   its orphaned worker's spouts stop emitting, its tasks are assigned to other supervisors,
-   those workers report acked tuples, and the orphan exits (a new supervisor then takes the
-   stopped one's place);
-3. `kill -9` of a supervisor and its workers (a dead host) -> its tasks assigned to other
+2. SIGTERM of a supervisor (`systemctl stop`; its workers outlive it, as on real hosts)
+   while its worker's spouts emit -> its orphaned workers' spouts stop emitting (their last
+   emit), its tasks are assigned to other supervisors, those workers report acked tuples,
+   and the orphans exit (a new supervisor then takes the stopped one's place);
+3. `kill -9` of a supervisor alone (its workers keep running, orphaned) -> the same four
+   times as 2: an orphan cannot tell a crashed parent from a stopped one;
+4. `kill -9` of a supervisor and its workers (a dead host) -> its tasks assigned to other
    supervisors, and -> those workers report acked tuples;
-4. SIGKILL of the leader nimbus -> the standby accepts a submission.
+5. SIGKILL of the leader nimbus -> the standby accepts a submission.
 
 "Reports acked tuples" is seen through the worker heartbeats the supervisors write to
 ZooKeeper, so the figures include up to one `worker.heartbeat.frequency.secs`. An orphan
@@ -104,32 +106,46 @@ class Bench:
         until(lambda: self.acking(key, not_pid=pid), 60, "restarted worker acking")
         return time.monotonic() - t0
 
-    def supervisor_stop(self) -> dict[str, float | None]:
-        """SIGTERM a supervisor with a worker: when its orphan's spouts stop, its work moves,
-        the moved workers ack and the orphan exits (None: not within ORPHAN_WAIT)."""
+    def spouting(self, within: float = 0.2) -> set[int]:
+        """Pids of workers whose spouts noted an emit in the last `within` seconds."""
+        now = time.time()
+        return {pid for (_, pid), ts in spout_runs(self.progress).items()
+                if ts and now - ts[-1] < within}
+
+    def supervisor_stop(self, how: str) -> dict[str, float | None]:
+        """SIGTERM (`how` "stop") or SIGKILL ("kill") a supervisor whose worker's spouts are
+        emitting, not its workers: when its orphans' spouts stop, its work moves, the moved
+        workers ack and the orphans exit (None: not within ORPHAN_WAIT)."""
         self.steady()
-        victim = next(d for d in self.c.supervisors if d.alive() and self.c.worker_pids(d))
+        victim = until(lambda: next((d for d in self.c.supervisors if d.alive() and
+                                     set(self.c.worker_pids(d).values()) & self.spouting()),
+                                    None), 60, "a supervisor whose worker's spouts emit")
         sid = self.c.supervisor_id(victim)
-        (orphan,) = self.c.worker_pids(victim).values()
+        orphans = set(self.c.worker_pids(victim).values())
         t0 = time.monotonic()
         wall0 = time.time()
-        victim.terminate()
+        if how == "stop":
+            victim.terminate()
+        else:
+            victim.kill()
         until(lambda: self.slots() and all(s != sid for s, _, _ in self.slots()), 120,
               "tasks reassigned")
         moved = time.monotonic() - t0
         until(lambda: all(self.acking(f"{h}:{p}") and
-                          self.heartbeats()[f"{h}:{p}"]["pid"] != orphan
+                          self.heartbeats()[f"{h}:{p}"]["pid"] not in orphans
                           for _, h, p in self.slots()), 120, "moved workers acking")
         acking = time.monotonic() - t0
         try:
-            wait_for(lambda: not alive(orphan), max(0.0, ORPHAN_WAIT - (time.monotonic() - t0)),
-                     "the orphan exiting", every=POLL)
+            wait_for(lambda: not any(alive(pid) for pid in orphans),
+                     max(0.0, ORPHAN_WAIT - (time.monotonic() - t0)), "the orphans exiting",
+                     every=POLL)
             exited: float | None = time.monotonic() - t0
         except AssertionError:
             exited = None
-        last = max((max(ts) for (_, pid), ts in spout_runs(self.progress).items()
-                    if pid == orphan), default=None)
-        still_emitting = last is not None and alive(orphan) and time.time() - last < 1.0
+        runs = spout_runs(self.progress)
+        last = max((max(ts) for (_, pid), ts in runs.items() if pid in orphans and ts),
+                   default=None)
+        still_emitting = bool(self.spouting(1.0) & {p for p in orphans if alive(p)})
         paused = None if last is None or still_emitting else last - wall0
         self.c.start_supervisor(None, False)  # its place taken by a new one
         self.c.wait_registered(60)
@@ -202,11 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         t = b.worker_kill()
         print(f"worker kill -9 -> restarted worker acking again:          {t:6.2f} s  "
               "(aim < 2 s)")
-        stop = b.supervisor_stop()
-        print(f"supervisor SIGTERM -> its orphan's last spout emit:        {_secs(stop['paused'])}")
-        print(f"supervisor SIGTERM -> tasks assigned elsewhere:            {_secs(stop['moved'])}")
-        print(f"supervisor SIGTERM -> moved workers acking again:          {_secs(stop['acking'])}")
-        print(f"supervisor SIGTERM -> the orphan exited:                   {_secs(stop['exited'])}")
+        for how, name in (("stop", "supervisor SIGTERM"), ("kill", "supervisor kill -9 ")):
+            stop = b.supervisor_stop(how)
+            print(f"{name} -> its orphan's last spout emit:        {_secs(stop['paused'])}")
+            print(f"{name} -> tasks assigned elsewhere:            {_secs(stop['moved'])}")
+            print(f"{name} -> moved workers acking again:          {_secs(stop['acking'])}")
+            print(f"{name} -> the orphan exited:                   {_secs(stop['exited'])}")
         moved, acking = b.supervisor_kill()
         print(f"supervisor+workers kill -9 -> tasks assigned elsewhere:    {moved:6.2f} s")
         print(f"supervisor+workers kill -9 -> moved workers acking again:  {acking:6.2f} s  "

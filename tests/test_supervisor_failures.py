@@ -198,3 +198,114 @@ def test_orphaned_workers_pause_their_spouts_then_exit(make_cluster, tmp_path) -
           f"{exited_at - stopped_at:.2f} s")
     assert orphan_last < successor_first, "the same spout task ran in two places"
     assert successor_first >= stopped_at
+
+
+# --- item 12: user code that blocks does not cost the worker --------------------------------
+
+SLOW_USER_CODE = '''
+import time
+
+from topology import Bolt, Spout, TopologyBuilder
+
+
+class Numbers(Spout):
+    """0 .. LIMIT-1 reliably, replaying what fails; each next_tuple sleeps PAUSE."""
+
+    outputs = ["n"]
+
+    def open(self, conf, context):
+        self.n, self.replays = 0, []
+
+    def next_tuple(self):
+        if PAUSE:
+            time.sleep(PAUSE)  # a slow source, on purpose
+        if self.replays:
+            n = self.replays.pop()
+            self.emit([n], msg_id=n)
+        elif LIMIT is None or self.n < LIMIT:
+            self.emit([self.n], msg_id=self.n)
+            self.n += 1
+
+    def fail(self, msg_id):
+        self.replays.append(msg_id)
+
+
+class BlockOnce(Bolt):
+    def prepare(self, conf, context):
+        self.blocked = False
+
+    def process(self, tup):
+        if BLOCK and not self.blocked and tup.values[0] >= 10:
+            self.blocked = True
+            time.sleep(BLOCK)  # user code that blocks: the point of the test
+
+
+b = TopologyBuilder(NAME)
+b.set_spout("numbers", Numbers)
+b.set_bolt("block", BlockOnce).shuffle_grouping("numbers")
+topology = b.build(config={"topology.workers": 1, "topology.message.timeout.secs": 2,
+                           "topology.max.spout.pending": 20})
+'''
+
+
+def slow_topology(tmp_path: Path, name: str, limit: int | None, pause: float,
+                  block: float) -> str:
+    directory = tmp_path / f"topo-{name}"
+    directory.mkdir()
+    path = directory / "slow.py"
+    path.write_text(f"NAME, LIMIT, PAUSE, BLOCK = {name!r}, {limit!r}, {pause!r}, {block!r}\n"
+                    + SLOW_USER_CODE)
+    return str(path)
+
+
+def only_worker(c: ProcessCluster) -> int:
+    (pid,) = c.worker_pids().values()
+    return pid
+
+
+def spout_figure(c: ProcessCluster, tid: str, key: str) -> int:
+    return spout_totals(c.heartbeats(tid).values(), key)
+
+
+@pytest.mark.timeout(120)
+def test_a_bolt_blocking_5_s_keeps_its_worker_and_its_tuples_replay(make_cluster,
+                                                                     tmp_path) -> None:
+    # supervisor.worker.timeout.secs is 3 (TEST_SETTINGS): a worker silent for 5 s is
+    # restarted, so the heartbeats must flow while the bolt blocks.
+    c = make_cluster(nimbuses=1, supervisors=1)
+    path = slow_topology(tmp_path, "blocking", limit=100, pause=0.0, block=5.0)
+    tid = c.cli_json("submit", path, "--wait", "--timeout", "60")["id"]
+    pid = only_worker(c)
+    stalled = wait_for(lambda: next((hb for hb in c.heartbeats(tid).values()
+                                     if (hb.get("stalled_secs") or 0) >= 2.0), None),
+                       30, "a heartbeat written while the bolt blocks")
+    assert stalled["stalled_in"].startswith("block:") and stalled["pid"] == pid
+    wait_for(lambda: spout_figure(c, tid, "acked") >= 100, 60, "every number acked")
+    assert spout_figure(c, tid, "timed_out") >= 1  # what waited behind the block replayed
+    assert only_worker(c) == pid, "the worker was restarted"
+    assert "stopping it" not in c.supervisors[0].log_tail(400)  # nor asked to stop
+
+
+@pytest.mark.timeout(120)
+def test_a_spout_sleeping_in_next_tuple_keeps_its_worker_and_stops_when_killed(
+        make_cluster, tmp_path) -> None:
+    c = make_cluster(nimbuses=1, supervisors=1)
+    path = slow_topology(tmp_path, "sleepy", limit=None, pause=0.2, block=0.0)
+    tid = c.cli_json("submit", path, "--wait", "--timeout", "60")["id"]
+    pid = only_worker(c)
+    wait_for(lambda: spout_figure(c, tid, "acked") >= 5, 30, "numbers acked")
+    c.cli("deactivate", "sleepy")
+    # 64 calls of 0.2 s in one turn would take 13 s to hear it: heartbeats tell at once.
+    wait_for(lambda: any(hb.get("active") is False for hb in c.heartbeats(tid).values()), 5,
+             "the worker to deactivate")
+    stopped = spout_figure(c, tid, "emitted")
+    beats = [hb["time"] for hb in c.heartbeats(tid).values()]
+    wait_for(lambda: [hb["time"] for hb in c.heartbeats(tid).values()] != beats, 5,
+             "a newer heartbeat")
+    assert spout_figure(c, tid, "emitted") <= stopped + 1  # a call under way when it stopped
+    assert only_worker(c) == pid, "the worker was restarted"
+    asked = time.monotonic()
+    c.cli("kill", "sleepy", "--wait", "0")
+    wait_for(lambda: not alive(pid), 15, "the worker to stop")
+    print(f"a spout sleeping 0.2 s per call: worker stopped {time.monotonic() - asked:.2f} s "
+          "after the kill")

@@ -34,7 +34,7 @@ class Trees:
     def __init__(self) -> None:
         self.outbox = AckOutbox()
         self.ledger = AckerLedger()
-        self.pending: dict[int, tuple[Any, float]] = {}
+        self.pending: dict[int, tuple[Any, float, str]] = {}
         self.spout = SpoutCollector("src", SPOUT, {"default": route([A])}, {}, None,
                                     self.outbox, self.pending)
         self.stats: dict[int, ExecutorStats] = {}
@@ -57,7 +57,7 @@ class Trees:
         return sorted(r for r, _ in acked), sorted(r for r, _ in failed)
 
     def root_of(self, msg_id: Any) -> int:
-        return next(root for root, (m, _) in self.pending.items() if m == msg_id)
+        return next(root for root, (m, *_) in self.pending.items() if m == msg_id)
 
 
 def test_one_anchor_completes_when_every_descendant_is_acked() -> None:
@@ -241,10 +241,10 @@ def test_count_and_stats_agree_across_every_emit_path() -> None:
 
 
 def test_without_ackers_reliable_spout_tuples_complete_at_once() -> None:
-    pending: dict[int, tuple[Any, float]] = {}
+    pending: dict[int, tuple[Any, float, str]] = {}
     spout = SpoutCollector("src", SPOUT, {"default": route([A])}, {}, None, None, pending)
     spout.emit(["x"], msg_id="m")
-    assert spout.instant == ["m"] and len(pending) == 0
+    assert spout.instant == [("m", "default")] and len(pending) == 0
     assert spout.out[A][2] == UNTRACKED
 
 

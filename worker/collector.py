@@ -108,15 +108,16 @@ class Collector:
 
 class SpoutCollector(Collector):
     """Binds `Spout.emit`/`emit_direct`. Reliable emits open a tree in the AckOutbox and
-    enter `pending` (root -> (msg_id, emit time)); without ackers they complete at once."""
+    enter `pending` (root -> (msg_id, emit time, stream)); without ackers they complete at
+    once (`instant`: (msg_id, stream))."""
 
     def __init__(self, component: str, task: int, routes: Mapping[str, Route],
                  system_codes: Mapping[str, int], capture: list[Any] | None,
-                 outbox: AckOutbox | None, pending: dict[int, tuple[Any, float]]) -> None:
+                 outbox: AckOutbox | None, pending: dict[int, tuple[Any, float, str]]) -> None:
         super().__init__(component, task, routes, system_codes, capture)
         self.outbox = outbox  # None: no acker tracks anything
         self.pending = pending
-        self.instant: list[Any] = []  # msg ids complete at emit (nothing tracks them)
+        self.instant: list[tuple[Any, str]] = []  # complete at emit (nothing tracks them)
         self.now = 0.0  # the loop's time, set by the executor before each slice
         self.emits = 0  # emit calls (the spout loop asks if next_tuple emitted anything)
 
@@ -147,9 +148,9 @@ class SpoutCollector(Collector):
                 rows.append(code)
                 rows.append(values)
                 rows.append((root, edge))
-            self.pending[root] = (msg_id, self.now)
+            self.pending[root] = (msg_id, self.now, route.stream)
         else:  # reliable, but nothing will track the tree: it is complete now
-            self.instant.append(msg_id)
+            self.instant.append((msg_id, route.stream))
             self._untracked(route.code, values, targets)
         route.emitted += 1
         self.emits += 1
@@ -266,10 +267,12 @@ class BoltCollector(Collector):
     def ack(self, tup: Any) -> None:
         if self.outbox.ack(tup):
             self.stats.acked += 1
+            self.stats.acked_on(tup._info)
 
     def fail(self, tup: Any) -> None:
         if self.outbox.fail(tup):
             self.stats.failed += 1
+            self.stats.failed_on(tup._info)
 
 
 def _capturing(emit: Callable[..., list[int]], component: str,

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from worker.collector import Collector
-from worker.executor import AckerExecutor, BoltExecutor, SpoutExecutor
+from worker.executor import BoltExecutor, SpoutExecutor
 from worker.sharding import AckShare, Address, by_worker, group_outcomes, shard_acks
-from worker.tasks import TaskSet
+from worker.tasks import AckerExecutor, TaskSet
 from worker.transport import MessageTooBig, Transport
 from worker.wire import (
     ACKER,

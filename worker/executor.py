@@ -39,20 +39,17 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, ClassVar, Protocol
 
-from acker.ledger import AckerLedger
 from topology.context import TopologyContext
+from topology.errors import TopologyError
 from topology.tuple import StreamInfo, Tuple
 from worker.acking import AckOutbox
 from worker.collector import BoltCollector, SpoutCollector
 from worker.errors import ErrorLog
 from worker.routing import Route
 from worker.schedule import Schedule
-from worker.stats import ExecutorStats
+from worker.stats import ExecutorStats, InputCounts, add_many, spout_figures
 
 log = logging.getLogger(__name__)
-
-ACKER_BUCKETS = 4  # an acker forgets a tree between 1 and 4/3 message timeouts after init
-
 
 class LoopServices(Protocol):
     """What the loop offers executors (extension points 2 and 3)."""
@@ -121,9 +118,17 @@ class Executor:
         routes = self.routes.values()
         snap = self.stats.snapshot({r.stream: r.emitted for r in routes},
                                    {r.stream: r.transferred() for r in routes},
-                                   self.executed_streams())
+                                   self.executed_streams(), *self.stream_figures())
+        if self.context is not None and self.context.metrics:
+            snap["metrics"] = self.context.report_metrics(self._metric_failed)
         snap.update(self.extra_snapshot())
         return snap
+
+    def _metric_failed(self, name: str, error: Exception) -> None:
+        wrapped = TopologyError(f"metric {name!r} could not be read: "
+                                f"{type(error).__name__}: {error}")
+        wrapped.__cause__ = error
+        self.errors.report(self.component, self.task, f"metric {name!r}", wrapped)
 
     def extra_snapshot(self) -> dict[str, Any]:
         """Fields this executor adds to its heartbeat snapshot."""
@@ -131,6 +136,10 @@ class Executor:
 
     def executed_streams(self) -> dict[str, dict[str, int]]:
         return {}
+
+    def stream_figures(self) -> tuple[dict[Any, int], dict[Any, list[float]]]:
+        """(acked, [latency total, count]) per stream key (see worker.stats)."""
+        return self.stats.acked_streams, self.stats.latency_streams
 
 
 class SpoutExecutor(Executor):
@@ -141,9 +150,9 @@ class SpoutExecutor(Executor):
         self.spout = env.obj
         self.max_pending = int(env.conf.get("topology.max.spout.pending") or 0)
         self.timeout = float(env.conf["topology.message.timeout.secs"])
-        # root -> (msg id, emit time), oldest first: a dict keeps insertion order, and
-        # tuples are inserted in emit order, so expiry stops at the first young one.
-        self.pending: dict[int, tuple[Any, float]] = {}
+        # root -> (msg id, emit time, stream), oldest first: a dict keeps insertion order,
+        # and tuples are inserted in emit order, so expiry stops at the first young one.
+        self.pending: dict[int, tuple[Any, float, str]] = {}
         self.collector = SpoutCollector(env.component, env.task, env.routes, env.system_codes,
                                         env.capture, env.outbox, self.pending)
         self.captured: tuple[list[Any], list[Any]] | None = \
@@ -172,10 +181,12 @@ class SpoutExecutor(Executor):
         pending = self.pending  # a tracked emit adds an entry: max.spout.pending bounds it
         max_pending = self.max_pending or sys.maxsize
         emitted_before = count = collector.emits
+        made = 0
         start = clock()
         for _ in range(calls):
             if len(pending) >= max_pending:
                 break
+            made += 1
             try:
                 next_tuple()
             except Exception as e:
@@ -186,10 +197,15 @@ class SpoutExecutor(Executor):
             count = collector.emits
             if clock() >= until:
                 break
-        self.stats.execute_time += clock() - start
+        took = clock() - start
+        stats = self.stats
+        stats.execute_time += took
+        if made:
+            add_many(stats.execute_latency, took / made, made)
         if collector.instant:
             done, collector.instant = collector.instant, []
-            for msg_id in done:
+            for msg_id, stream in done:
+                stats.acked_on(stream)
                 self.tree_acked(msg_id)
         return count - emitted_before
 
@@ -198,7 +214,9 @@ class SpoutExecutor(Executor):
         tree that completed after its timeout is failed: it did, it was only not yet
         expired (the loop was stuck, in user code, say, when its timeout came)."""
         pop = self.pending.pop
-        latency = self.stats.complete_latency
+        stats = self.stats
+        latency = stats.complete_latency
+        per_stream = stats.latency_streams  # its counts are the acked trees (worker.stats)
         timeout = self.timeout
         for root in acked:
             entry = pop(root, None)
@@ -207,13 +225,21 @@ class SpoutExecutor(Executor):
             took = now - entry[1]
             if took < timeout:
                 latency.add(took)
+                pair = per_stream.get(entry[2])
+                if pair is None:
+                    per_stream[entry[2]] = [took, 1]
+                else:
+                    pair[0] += took
+                    pair[1] += 1
                 self.tree_acked(entry[0])
             else:
-                self.stats.timed_out += 1
+                stats.timed_out += 1
+                stats.failed_on(entry[2])
                 self.tree_failed(entry[0])
         for root in failed:
             entry = pop(root, None)
             if entry is not None:
+                stats.failed_on(entry[2])
                 self.tree_failed(entry[0])
 
     def expire(self, now: float) -> None:
@@ -222,13 +248,18 @@ class SpoutExecutor(Executor):
         pending = self.pending
         cutoff = now - self.timeout
         late = []
-        for root, (_, emitted_at) in pending.items():
-            if emitted_at > cutoff:
+        for root, entry in pending.items():
+            if entry[1] > cutoff:
                 break
             late.append(root)
         for root in late:
+            msg_id, _, stream = pending.pop(root)
             self.stats.timed_out += 1
-            self.tree_failed(pending.pop(root)[0])
+            self.stats.failed_on(stream)
+            self.tree_failed(msg_id)
+
+    def stream_figures(self) -> tuple[dict[Any, int], dict[Any, list[float]]]:
+        return spout_figures(self.stats)
 
     def tree_acked(self, msg_id: Any) -> None:
         """A tree completed. Override to hold the ack (then call deliver_ack later)."""
@@ -268,7 +299,7 @@ class BoltExecutor(Executor):
                                        env.capture, self.outbox, self.stats,
                                        bool(getattr(self.bolt, "auto_anchor", True)))
         self.queue: collections.deque[list[Any]] = collections.deque()
-        self.executed_by_code = [0] * len(env.infos)  # per input stream
+        self.inputs = InputCounts(env.infos, env.first_system_code)
         custom = type(self).execute is not BoltExecutor.execute
         self._handle = self.execute if custom else self.bolt.process
         self.auto_ack = bool(getattr(self.bolt, "auto_ack", True)) and not custom
@@ -297,27 +328,41 @@ class BoltExecutor(Executor):
     def run(self, budget: int) -> int:
         """Process up to `budget` queued tuples; return how many were processed."""
         queue = self.queue
+        stats = self.stats
+        executed, auto_acked, times = self.inputs.by_code()
+        clock = time.perf_counter
         done = 0
-        start = time.perf_counter()
+        data = 0  # tuples of data streams among them
+        data_time = 0.0
+        first = start = clock()
         while queue and done < budget:
             lane = queue[0]
             take = min(lane[0], budget - done)
             code = lane[2]
-            self.executed_by_code[code] += take
+            executed[code] += take
+            info = self.infos[code]
             if code < self.first_system_code:
-                self._execute(lane[1], self.infos[code], islice(lane[3], take))
+                auto_acked[code] += self._execute(lane[1], info, islice(lane[3], take))
+                end = clock()  # a run of one source and stream, timed as one (worker.stats)
+                times[code] += end - start
+                data_time += end - start
+                data += take
             else:
-                self._system(lane[1], self.infos[code], islice(lane[3], take))
+                self._system(lane[1], info, islice(lane[3], take))
+                end = clock()
+            start = end
             done += take
             lane[0] -= take
             if not lane[0]:
                 queue.popleft()
-        stats = self.stats
-        stats.execute_time += time.perf_counter() - start
+        stats.execute_time += start - first
+        if data:
+            add_many(stats.execute_latency, data_time / data, data)
         stats.executed += done
         return done
 
-    def _execute(self, src: int, info: StreamInfo, rows: Any) -> None:
+    def _execute(self, src: int, info: StreamInfo, rows: Any) -> int:
+        """Run the bolt on `rows`; return how many it auto-acked."""
         handle = self._handle
         collector = self.collector
         ack = self.outbox.ack
@@ -355,6 +400,7 @@ class BoltExecutor(Executor):
                     ack(tup)
         collector.current = None
         self.stats.acked += acked
+        return acked
 
     def _system(self, src: int, info: StreamInfo, rows: Any) -> None:
         for values, ids in rows:
@@ -369,33 +415,8 @@ class BoltExecutor(Executor):
     def tick(self, info: StreamInfo, freq: float) -> None:
         self.call_user("process_tick", self.bolt.process_tick, Tuple([freq], -1, info))
 
+    def stream_figures(self) -> tuple[dict[Any, int], dict[Any, list[float]]]:
+        return self.inputs.figures(self.stats.acked_streams)
+
     def executed_streams(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for code, n in enumerate(self.executed_by_code):
-            if n:
-                info = self.infos[code]
-                out.setdefault(info.component, {})[info.stream] = n
-        return out
-
-
-class AckerExecutor(Executor):
-    """Hosts one acker task: feeds its ledger and returns which trees finished."""
-
-    kind = "acker"
-
-    def __init__(self, env: TaskEnv, buckets: int = ACKER_BUCKETS) -> None:
-        super().__init__(env)
-        self.ledger = AckerLedger(buckets)
-
-    def handle(self, inits: Sequence[tuple[int, int, int]], acks: Mapping[int, int],
-               fails: Sequence[int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """(acked, failed) as (root, spout task) pairs."""
-        acked, failed = self.ledger.apply(inits, acks, fails)
-        stats = self.stats
-        stats.executed += len(inits) + len(acks) + len(fails)
-        stats.acked += len(acked)
-        stats.failed += len(failed)
-        return acked, failed
-
-    def expire(self, now: float) -> None:
-        self.ledger.rotate()
+        return self.inputs.executed_streams()

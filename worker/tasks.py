@@ -3,24 +3,25 @@
 Every worker computes the same stream table and task numbering from the same topology, so
 they agree on stream codes and task ids without talking. The executor of each component is
 the one its class names (`Component.executor_factory`), else the worker's own spout or bolt
-executor, so the loop needs no `if` per kind of component.
+executor, so the loop needs no `if` per kind of component. The acker task's executor lives here
+too: it is built by the worker, never named by a component.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from acker.ledger import AckerLedger
 from topology.context import TopologyContext
 from topology.errors import TopologyError
 from topology.model import ACKER_COMPONENT, ComponentSpec, Topology
 from worker.acking import AckOutbox
 from worker.errors import ErrorLog
 from worker.executor import (
-    AckerExecutor,
     BoltExecutor,
     Executor,
     LoopServices,
@@ -36,6 +37,31 @@ from worker.routing import (
 )
 
 log = logging.getLogger(__name__)
+
+ACKER_BUCKETS = 4  # an acker forgets a tree between 1 and 4/3 message timeouts after init
+
+
+class AckerExecutor(Executor):
+    """Hosts one acker task: feeds its ledger and returns which trees finished."""
+
+    kind = "acker"
+
+    def __init__(self, env: TaskEnv, buckets: int = ACKER_BUCKETS) -> None:
+        super().__init__(env)
+        self.ledger = AckerLedger(buckets)
+
+    def handle(self, inits: Sequence[tuple[int, int, int]], acks: Mapping[int, int],
+               fails: Sequence[int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(acked, failed) as (root, spout task) pairs."""
+        acked, failed = self.ledger.apply(inits, acks, fails)
+        stats = self.stats
+        stats.executed += len(inits) + len(acks) + len(fails)
+        stats.acked += len(acked)
+        stats.failed += len(failed)
+        return acked, failed
+
+    def expire(self, now: float) -> None:
+        self.ledger.rotate()
 
 
 def executor_class(spec: ComponentSpec) -> type[Executor]:
