@@ -3,7 +3,7 @@ bolts (topology.state)."""
 
 from topology.builder import BoltDeclarer, TopologyBuilder
 from topology.component import Bolt, Spout
-from topology.context import TopologyContext
+from topology.context import CountMetric, GaugeMetric, HistogramMetric, TopologyContext
 from topology.errors import ConfigError, SquallError, TopologyError
 from topology.local import LocalCluster
 from topology.model import CustomGrouping, Topology
@@ -15,8 +15,11 @@ __all__ = [
     "Bolt",
     "BoltDeclarer",
     "CommitterBolt",
+    "CountMetric",
     "ConfigError",
     "CustomGrouping",
+    "GaugeMetric",
+    "HistogramMetric",
     "KeyValueState",
     "LocalCluster",
     "ShellBolt",

@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Protocol
 
 from topology.context import TopologyContext
 from topology.errors import TopologyError
+from topology.model import Topology
 from topology.tuple import StreamInfo, Tuple
 from worker.acking import AckOutbox
 from worker.collector import BoltCollector, SpoutCollector
@@ -78,6 +79,7 @@ class TaskEnv:
     capture: list[Any] | None  # topology.testing.capture: every emit is recorded here
     errors: ErrorLog
     services: LoopServices
+    topology: Topology | None = None  # the whole topology (a multilang handshake's context)
 
 
 class Executor:

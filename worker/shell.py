@@ -116,7 +116,7 @@ class RunnerDriver:
 
 def _setup(env: TaskEnv) -> Callable[[str], dict[str, Any]]:
     """The handshake message of `env`'s task, given its pid directory."""
-    topology = getattr(env, "topology", None)  # not in TaskEnv (yet): see context_from_streams
+    topology = env.topology  # None in unit tests that build a TaskEnv by hand
     component_tasks = {c: env.context.component_tasks(c) for c in env.context.components} \
         if env.context is not None else {env.component: [env.task]}
     if topology is not None:

@@ -155,7 +155,7 @@ def build_tasks(topology: Topology, conf: Mapping[str, Any], tasks: list[int], p
                                 context) if spec else {},
             system_codes={s: codes[(component, s)] for s in system.get(component, ())},
             infos=infos, first_system_code=first_system, outbox=out.outbox, capture=capture,
-            errors=errors, services=services,
+            errors=errors, services=services, topology=topology,
         )
         if spec is None:  # the acker
             out.ackers[task] = AckerExecutor(env)
