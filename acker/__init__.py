@@ -1,6 +1,5 @@
-"""The XOR acker: a pure ledger of tuple trees and the rotating map that expires them."""
+"""The XOR acker: a pure ledger of tuple trees (worker/acking.py is the arithmetic's other side)."""
 
 from acker.ledger import AckerLedger, Outcome
-from acker.rotating import RotatingMap
 
-__all__ = ["AckerLedger", "Outcome", "RotatingMap"]
+__all__ = ["AckerLedger", "Outcome"]

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil
 
+from cluster.records import Histogram, aggregate_components
 from examples.word_count import SENTENCES, SplitSentence
 from topology import Bolt, LocalCluster, Spout, TopologyBuilder
-from worker.stats import Histogram, aggregate_components
 
 
 class Sentences(Spout):

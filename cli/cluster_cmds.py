@@ -2,17 +2,22 @@
 
 Each takes `--json` for machine output. `-c key=value` configures this client (nimbus.seeds,
 cluster.secret, ...); for `submit`, the `topology.*` and `worker.*` ones are also sent with
-the topology as its config overrides.
+the topology as its config overrides. `kill` and `rebalance` take Storm's `-w SECS`;
+`rebalance -t key=value` (or Storm's `-t '{"key": value}'`) changes config keys a running
+topology may change (nimbus.submission.RUNTIME_KEYS, and users' own keys).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from cli.main import seconds
+from cluster.assignment import runs_version
 from topology.errors import SquallError
 
 SENT_PREFIXES = ("topology.", "worker.")
@@ -28,8 +33,8 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="Python file defining `topology`")
     p.add_argument("--name", default=None, help="topology name (default: the topology's)")
     p.add_argument("--wait", action="store_true",
-                   help="wait until every worker runs the assignment")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="wait until every worker runs the assignment, showing progress")
+    p.add_argument("--timeout", type=seconds, default=60.0, metavar="S",
                    help="how long --wait waits (default 60)")
     p.set_defaults(run=submit)
 
@@ -43,7 +48,7 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("kill", parents=parents, help="kill a topology",
                               description="Deactivate NAME's spouts, wait, then remove it.")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--wait", type=float, default=None, metavar="S",
+    p.add_argument("-w", "--wait", type=float, default=None, metavar="S",
                    help="seconds between deactivation and removal "
                         "(default: topology.message.timeout.secs)")
     p.set_defaults(run=lambda args: _simple(args, "kill", wait=args.wait))
@@ -54,14 +59,20 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         p.set_defaults(run=_action_runner(action))
 
     p = subparsers.add_parser("rebalance", parents=parents,
-                              help="change a topology's workers or parallelism",
-                              description="Redistribute NAME over WORKERS workers and/or change "
-                                          "components' parallelism.")
+                              help="change a topology's workers, parallelism or config",
+                              description="Redistribute NAME over WORKERS workers, change "
+                                          "components' parallelism and/or config keys that a "
+                                          "running topology may change (its workers restart "
+                                          "with them).")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-n", "--num-workers", type=int, default=None, metavar="WORKERS")
     p.add_argument("-e", "--executors", action="append", default=[], metavar="COMPONENT=N",
                    help="new parallelism of a component (repeatable)")
-    p.add_argument("--wait", type=float, default=None, metavar="S",
+    p.add_argument("-t", "--topology-conf", dest="conf", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="new value of a config key, e.g. topology.max.spout.pending=500, or "
+                        "Storm's JSON object '{\"key\": value}' (repeatable)")
+    p.add_argument("-w", "--wait", type=float, default=None, metavar="S",
                    help="seconds the topology is deactivated before the change "
                         "(default: topology.message.timeout.secs)")
     p.set_defaults(run=rebalance)
@@ -99,6 +110,7 @@ def submit(args: argparse.Namespace) -> int:
     from cli.loader import load_topology_file
     from cli.main import load_config
     from cluster.config import parse_override
+    from cluster.config import validate as validate_config
     from nimbus.client import NimbusClient
     from topology.builder import validate
 
@@ -117,38 +129,65 @@ def submit(args: argparse.Namespace) -> int:
     except Exception as e:  # the user's objects may not pickle
         raise SquallError(f"{args.file}: cannot pickle the topology: {type(e).__name__}: "
                           f"{e}") from e
+    try:  # the topology's own keys: a refusal now, and typo warnings where the user looks
+        validate_config(topology.config, source=f"{args.file}'s topology config")
+    except SquallError as e:
+        raise SquallError(f"{args.file}: {e}") from e
     client = NimbusClient.from_config(config)
     reply = client.submit(blob, topology.name, overrides)
     if args.wait:
-        reply = wait_running(client, reply["name"], args.timeout)
+        reply = wait_running(client, reply["name"], args.timeout,
+                             None if args.json else _progress)
     return _emit(args, reply, f"squall submit: submitted {reply['name']!r} as {reply['id']} "
                               f"({reply['num_workers']} workers, {reply['num_tasks']} tasks)"
                               + (", running" if args.wait else ""))
 
 
-def runs_version(heartbeat_version: Any, assignment_version: Any) -> bool:
-    """Whether a worker's reported version is of this assignment version. Workers report
-    "{assignment}-{code}-{status}" (supervisor.wants.worker_version), not the bare number."""
-    if heartbeat_version is None or assignment_version is None:
-        return False
-    return str(heartbeat_version).split("-", 1)[0] == str(assignment_version)
+def _progress(line: str) -> None:
+    print(f"squall submit: {line}", file=sys.stderr, flush=True)
 
 
-def wait_running(client: Any, name: str, timeout: float) -> dict[str, Any]:
-    """Poll until every assigned worker heartbeats with the current assignment version."""
+def wait_running(client: Any, name: str, timeout: float,
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Poll until every assigned worker heartbeats with the current assignment version,
+    telling `progress` each step (assigned, workers starting, running) and the errors nimbus,
+    supervisors or workers report while the topology starts."""
     deadline = time.monotonic() + timeout
+    said: set[str] = set()
+    tell = progress or (lambda line: None)
     while True:
         st = client.status(name)
         version, workers = st.get("assignment_version"), st.get("workers") or []
-        if version is not None and workers and all(
-            runs_version(w.get("heartbeat_version"), version) for w in workers
-        ):
+        running = sum(1 for w in workers if runs_version(w.get("heartbeat_version"), version))
+        for line in _steps(name, st, workers, running):
+            if line not in said:
+                said.add(line)
+                tell(line)
+        if version is not None and workers and running == len(workers):
             return dict(st)
         if time.monotonic() >= deadline:
-            running = sum(1 for w in workers if runs_version(w.get("heartbeat_version"), version))
             raise SquallError(f"topology {name!r}: {running} of {len(workers)} workers running "
                               f"after {timeout:g} s")
         time.sleep(0.25)
+
+
+def _steps(name: str, st: dict[str, Any], workers: list[dict[str, Any]],
+           running: int) -> list[str]:
+    """What there is to say about a starting topology now (each line is said once)."""
+    lines = []
+    if workers:
+        hosts = sorted({f"{w.get('host')}" for w in workers})
+        lines.append(f"{name}: assigned {len(workers)} worker(s) on {', '.join(hosts)}")
+        lines.append(f"{name}: workers starting: {running} of {len(workers)} running"
+                     if running < len(workers) else
+                     f"{name}: running: {running} of {len(workers)} workers")
+    else:
+        lines.append(f"{name}: waiting for an assignment (are supervisors with free slots "
+                     "registered?)")
+    for cid, errors in sorted((st.get("errors") or {}).items()):
+        if cid.startswith("__"):  # the daemons' and workers' own problems
+            lines += [f"{name}: {e.get('error')}" for e in errors if isinstance(e, dict)]
+    return lines
 
 
 # --- list / status / rebalance ------------------------------------------------------------------
@@ -192,7 +231,7 @@ def status(args: argparse.Namespace) -> int:
         print(line)
     for w in st["workers"]:
         hb = "no heartbeat" if w.get("heartbeat_version") is None else \
-            f"running v{w['heartbeat_version']}"
+            f"running v{_assignment_of(w['heartbeat_version'])}"
         print(f"  worker {w['host']}:{w['port']} tasks {w['tasks']}: {hb}")
     for cid, errors in sorted(st.get("errors", {}).items()):
         last = errors[-1]
@@ -207,11 +246,41 @@ def rebalance(args: argparse.Namespace) -> int:
         if not sep or not cid or not n.strip().isdigit() or int(n) < 1:
             raise SquallError(f"-e {item!r}: expected COMPONENT=N with N >= 1")
         parallelism[cid.strip()] = int(n)
-    if args.num_workers is None and not parallelism:
-        raise SquallError("rebalance: give -n WORKERS and/or -e COMPONENT=N")
-    reply = _client(args).rebalance(args.name, args.num_workers, parallelism, args.wait)
+    conf = conf_changes(args.conf)
+    if args.num_workers is None and not parallelism and not conf:
+        raise SquallError("rebalance: give -n WORKERS, -e COMPONENT=N and/or -t KEY=VALUE")
+    reply = _client(args).rebalance(args.name, args.num_workers, parallelism, args.wait, conf)
     return _emit(args, reply, f"squall rebalance: {reply['name']!r} is {reply['status']} "
                               f"({reply['num_workers']} workers, {reply['num_tasks']} tasks)")
+
+
+def conf_changes(items: list[str]) -> dict[str, Any]:
+    """`-t` arguments: key=value (the value read as in `-c`), or Storm's JSON object."""
+    from cluster.config import parse_override
+    from nimbus.protocol import loads_finite
+
+    changes: dict[str, Any] = {}
+    for item in items:
+        if item.lstrip().startswith("{"):
+            try:
+                value = loads_finite(item, f"-t {item!r}")
+            except SquallError as e:
+                raise SquallError(str(e)) from None
+            if not isinstance(value, dict):
+                raise SquallError(f"-t {item!r}: expected KEY=VALUE or a JSON object")
+            changes.update(value)
+            continue
+        try:
+            key, value = parse_override(item)
+        except SquallError:
+            raise SquallError(f"-t {item!r}: expected KEY=VALUE or a JSON object") from None
+        changes[key] = value
+    return changes
+
+
+def _assignment_of(version: Any) -> Any:
+    """The assignment number in a worker's reported version (cluster.assignment)."""
+    return version.get("assignment") if isinstance(version, dict) else version
 
 
 def _duration(secs: float) -> str:

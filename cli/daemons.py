@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cluster.processes import stop_processes
+
 
 def toml_config(values: dict[str, Any]) -> str:
     """Dotted keys as TOML tables: {"a.b": 1} -> "[a]\\nb = 1" (values are JSON-compatible)."""
@@ -71,11 +73,7 @@ class Daemon:
 
     def stop(self, timeout: float = 10.0) -> bool:
         """SIGTERM, then SIGKILL after `timeout` s; True if it stopped without the SIGKILL."""
-        self.terminate()
-        if self.wait(timeout):
-            return True
-        self.kill()
-        return False
+        return not stop_processes([self.popen], timeout, self.name)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

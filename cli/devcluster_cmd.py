@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.daemons import Daemon, toml_config
+from cluster.processes import stop_processes
 from topology.errors import SquallError
 
 HOST = "127.0.0.1"
@@ -184,12 +185,9 @@ class DevCluster:
         order = ([d for d in self.daemons if d.name == "ui"]
                  + [d for d in self.daemons if d.name.startswith("supervisor-")]
                  + [d for d in self.daemons if d.name == "nimbus"])
-        for d in order:
-            d.terminate()
-        for d in order:
-            if not d.wait(STOP_TIMEOUT):
-                print(f"squall dev-cluster: {d.name} did not stop; killing it", file=sys.stderr)
-                d.kill()
+        for pid in stop_processes([d.popen for d in order], STOP_TIMEOUT, "daemon"):
+            name = next(d.name for d in order if d.pid == pid)
+            print(f"squall dev-cluster: {name} did not stop; killed it", file=sys.stderr)
         self._kill_leftover_workers()
         if self.zk is not None:
             self.zk.stop()
@@ -201,8 +199,6 @@ class DevCluster:
 
     def _kill_leftover_workers(self) -> None:
         """Workers of a supervisor that had to be killed: found by their pid records."""
-        import psutil
-
         from supervisor.procs import WorkerRecords, find_live
 
         procs = []
@@ -210,9 +206,8 @@ class DevCluster:
             for record in WorkerRecords(str(records_dir)).load_all().values():
                 proc = find_live(record)
                 if proc is not None:
-                    proc.kill()
                     procs.append(proc)
-        psutil.wait_procs(procs, timeout=5)
+        stop_processes(procs, 0, "leftover worker")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 from collections.abc import Sequence
 
@@ -20,11 +21,33 @@ COMMAND_MODULES = [
     "cli.config_cmd",
     "cli.local_cmd",
     "cli.cluster_cmds",
+    "cli.monitor_cmd",
     "cli.nimbus_cmd",
     "cli.supervisor_cmd",
     "cli.devcluster_cmd",
     "cli.ui_cmd",
 ]
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0 (NaN would make a deadline that
+    never passes, and inf one that is never reached)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, "
+                                         f"got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -37,8 +60,24 @@ def common_options() -> argparse.ArgumentParser:
     return p
 
 
+class _Version(argparse.Action):
+    """`--version`: the installed Squall's version (looked up only when asked)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print Squall's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from ui.api import squall_version
+
+        print(f"squall {squall_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squall", description="Squall stream processing")
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     parent = common_options()

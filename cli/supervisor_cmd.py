@@ -13,7 +13,9 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
         "supervisor", parents=[parent], help="run the supervisor daemon",
         description="Run a supervisor: offer this host's slots (supervisor.slots.ports) and run "
                     "the workers nimbus assigns to them. Workers keep running when the "
-                    "supervisor stops; a restarted supervisor takes them over.")
+                    "supervisor stops; one restarted within nimbus.supervisor.timeout.secs "
+                    "takes them over, else their work moves to other hosts and they exit "
+                    "after worker.orphan.timeout.secs.")
     p.add_argument("--kill-workers", action="store_true",
                    help="stop this supervisor's workers when it stops (for dev clusters)")
     p.set_defaults(run=run)

@@ -4,7 +4,8 @@ Every key Squall reads is declared once in `KEYS` with its default, a validator 
 doc. `Config.load()` resolves defaults < TOML file < `-c key=value` overrides exactly once, at
 start-up, validates every known key and hands back a read-only mapping that is passed down to
 whoever needs it. Keys under `topology.` that are not in the registry are allowed (users add
-their own, as in Storm); any other unknown key is an error with a "did you mean" hint.
+their own, as in Storm), with a "did you mean" warning when one is a single edit away from a
+known key (a typo); any other unknown key is an error with a "did you mean" hint.
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ def _path(v: Any) -> str:
     return os.path.expanduser(_text(v))
 
 
+def _requirements(v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(r, str) and r.strip() for r in v):
+        raise ValueError("expected a list of requirement strings like ['requests==2.31.0']")
+    return [r.strip() for r in v]
+
+
 def _optional(check: Check) -> Check:
     def opt(v: Any) -> Any:
         return None if v is None else check(v)
@@ -93,6 +100,7 @@ def _optional(check: Check) -> Check:
 
 
 _port = _int(1, 65535)
+_port_or_zero = _int(0, 65535)
 
 
 def _port_list(v: Any) -> list[int]:
@@ -195,6 +203,9 @@ KEYS: dict[str, Key] = {
             "Time a new worker has to send its first heartbeat before it is restarted."),
         Key("supervisor.heartbeat.frequency.secs", 1, _number(0.01),
             "How often a supervisor writes its own heartbeat."),
+        Key("supervisor.logviewer.port", 8000, _port_or_zero,
+            "Port the supervisor serves its workers' logs on (0: a free port, advertised in "
+            "its registration)."),
         Key("supervisor.monitor.freq.secs", 1, _number(0.01),
             "How often the supervisor syncs its workers with the assignments."),
         Key("supervisor.worker.stop.timeout.secs", 3, _number(0),
@@ -236,6 +247,9 @@ KEYS: dict[str, Key] = {
             "Most pending (un-acked) tuples per spout task; None means unlimited."),
         Key("topology.tick.tuple.freq.secs", None, _optional(_number(0.001)),
             "Send each bolt a tick tuple this often; None disables ticks."),
+        Key("topology.requirements", [], _requirements,
+            "PyPI requirements the topology's workers run with: each supervisor builds (and "
+            "caches) a virtual environment for them."),
         Key("topology.debug", False, _bool, "Log every emitted tuple."),
         Key("topology.max.error.report.per.interval", 5, _int(1),
             "Most errors a task reports per error throttle interval."),
@@ -309,14 +323,40 @@ def read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path!r}: invalid TOML: {e}") from e
 
 
+def one_edit_apart(a: str, b: str) -> bool:
+    """Whether `b` is `a` with exactly one character inserted, deleted, replaced, or two
+    neighbours swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = next((i for i, (x, y) in enumerate(zip(short, long[:len(short)], strict=True))
+              if x != y), len(short))
+    return short[i:] == long[i + 1:]
+
+
+def near_miss(key: str) -> str | None:
+    """The registered key one edit away from `key` (a likely typo), if there is one."""
+    return next((k for k in sorted(KEYS) if one_edit_apart(key, k)), None)
+
+
 def validate(values: Mapping[str, Any], source: str = "") -> dict[str, Any]:
-    """Check every key of `values`; return them normalised. Raise ConfigError on the first bad."""
+    """Check every key of `values`; return them normalised. Raise ConfigError on the first bad.
+    A user key (under `topology.`, not registered) one edit away from a registered key is
+    kept, with a warning naming the key it looks like."""
     where = f" (from {source})" if source else ""
     out: dict[str, Any] = {}
     for key, value in values.items():
         spec = KEYS.get(key)
         if spec is None:
             if key.startswith(USER_KEY_PREFIX):
+                typo = near_miss(key)
+                if typo is not None:
+                    log.warning("config key %r%s is not a Squall key; it is kept as your own "
+                                "key: did you mean %r?", key, where, typo)
                 out[key] = value
                 continue
             near = difflib.get_close_matches(key, KEYS, n=1)

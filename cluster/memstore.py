@@ -19,17 +19,39 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster.paths import MAX_ERRORS
-from cluster.state import Callback, ClusterState, StateError
+from cluster.paths import MAX_ERRORS, MAX_VALUE_BYTES
+from cluster.state import Callback, ClusterState, RecordError, StateError
 
 log = logging.getLogger(__name__)
 
 
-def _dump(value: dict[str, Any]) -> str:
+def _dump(value: dict[str, Any], what: str = "value") -> str:
     try:
-        return json.dumps(value)
+        data = json.dumps(value)
     except (TypeError, ValueError) as e:
-        raise StateError(f"cluster state: value is not JSON-serialisable: {e}") from e
+        raise RecordError(f"cluster state: {what} is not JSON-serialisable: {e}") from e
+    if len(data) > MAX_VALUE_BYTES:  # the ZooKeeper store's limit: behave the same
+        raise RecordError(f"cluster state: {what} is {len(data)} bytes, over the "
+                         f"{MAX_VALUE_BYTES} bytes a record may hold")
+    return data
+
+
+def _load(data: str, what: str) -> dict[str, Any] | None:
+    """A stored object, or None (logged) when it is not one."""
+    value = json.loads(data)
+    if not isinstance(value, dict):
+        log.warning("memstate: skipping %s: not a JSON object", what)
+        return None
+    return value
+
+
+def _load_all(table: dict[str, str], what: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for key, data in table.items():
+        value = _load(data, f"{what} {key!r}")
+        if value is not None:
+            out[key] = value
+    return out
 
 
 @dataclass
@@ -46,6 +68,7 @@ class MemoryBackend:
 
     lock: threading.RLock = field(default_factory=threading.RLock)
     supervisors: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (owner, json)
+    supervisor_beats: dict[str, str] = field(default_factory=dict)
     nimbuses: dict[str, tuple[int, str]] = field(default_factory=dict)
     topologies: dict[str, str] = field(default_factory=dict)
     assignments: dict[str, str] = field(default_factory=dict)
@@ -109,7 +132,7 @@ class MemoryClusterState(ClusterState):
     # --- daemons ------------------------------------------------------------------------------
 
     def register_supervisor(self, sup_id: str, info: dict[str, Any]) -> None:
-        data = _dump(info)
+        data = _dump(info, f"supervisor {sup_id!r}")
         with self.backend.lock:
             self._check_open()
             self.backend.supervisors[sup_id] = (self._session, data)
@@ -117,17 +140,33 @@ class MemoryClusterState(ClusterState):
 
     def supervisors(self) -> dict[str, dict[str, Any]]:
         with self.backend.lock:
-            return {k: json.loads(v) for k, (_, v) in self.backend.supervisors.items()}
+            table = {k: v for k, (_, v) in self.backend.supervisors.items()}
+        return _load_all(table, "supervisor")
+
+    def supervisor_heartbeat(self, sup_id: str, beat: dict[str, Any]) -> None:
+        data = _dump(beat, f"heartbeat of supervisor {sup_id!r}")
+        with self.backend.lock:
+            self.backend.supervisor_beats[sup_id] = data
+
+    def supervisor_heartbeats(self) -> dict[str, dict[str, Any]]:
+        with self.backend.lock:
+            table = dict(self.backend.supervisor_beats)
+        return _load_all(table, "supervisor heartbeat")
+
+    def remove_supervisor_heartbeat(self, sup_id: str) -> None:
+        with self.backend.lock:
+            self.backend.supervisor_beats.pop(sup_id, None)
 
     def register_nimbus(self, nimbus_id: str, info: dict[str, Any]) -> None:
-        data = _dump(info)
+        data = _dump(info, f"nimbus {nimbus_id!r}")
         with self.backend.lock:
             self._check_open()
             self.backend.nimbuses[nimbus_id] = (self._session, data)
 
     def nimbuses(self) -> dict[str, dict[str, Any]]:
         with self.backend.lock:
-            return {k: json.loads(v) for k, (_, v) in self.backend.nimbuses.items()}
+            table = {k: v for k, (_, v) in self.backend.nimbuses.items()}
+        return _load_all(table, "nimbus")
 
     def run_for_leader(self, nimbus_id: str, on_elected: Callback, on_lost: Callback) -> None:
         with self.backend.lock:
@@ -147,7 +186,7 @@ class MemoryClusterState(ClusterState):
     # --- topologies ---------------------------------------------------------------------------
 
     def set_topology(self, topology_id: str, meta: dict[str, Any]) -> None:
-        data = _dump(meta)
+        data = _dump(meta, f"record of topology {topology_id!r}")
         with self.backend.lock:
             self.backend.topologies[topology_id] = data
             self.backend.changed()
@@ -155,11 +194,12 @@ class MemoryClusterState(ClusterState):
     def topology(self, topology_id: str) -> dict[str, Any] | None:
         with self.backend.lock:
             data = self.backend.topologies.get(topology_id)
-        return None if data is None else json.loads(data)
+        return None if data is None else _load(data, f"topology {topology_id!r}")
 
     def topologies(self) -> dict[str, dict[str, Any]]:
         with self.backend.lock:
-            return {k: json.loads(v) for k, v in self.backend.topologies.items()}
+            table = dict(self.backend.topologies)
+        return _load_all(table, "topology")
 
     def orphaned_records(self) -> set[str]:
         b = self.backend
@@ -184,7 +224,7 @@ class MemoryClusterState(ClusterState):
     # --- assignments --------------------------------------------------------------------------
 
     def set_assignment(self, topology_id: str, assignment: dict[str, Any]) -> None:
-        data = _dump(assignment)
+        data = _dump(assignment, f"assignment of {topology_id!r}")
         with self.backend.lock:
             self.backend.assignments[topology_id] = data
             self.backend.changed()
@@ -192,11 +232,12 @@ class MemoryClusterState(ClusterState):
     def assignment(self, topology_id: str) -> dict[str, Any] | None:
         with self.backend.lock:
             data = self.backend.assignments.get(topology_id)
-        return None if data is None else json.loads(data)
+        return None if data is None else _load(data, f"assignment {topology_id!r}")
 
     def assignments(self) -> dict[str, dict[str, Any]]:
         with self.backend.lock:
-            return {k: json.loads(v) for k, v in self.backend.assignments.items()}
+            table = dict(self.backend.assignments)
+        return _load_all(table, "assignment")
 
     def remove_assignment(self, topology_id: str) -> None:
         with self.backend.lock:
@@ -206,21 +247,21 @@ class MemoryClusterState(ClusterState):
     # --- heartbeats and errors ----------------------------------------------------------------
 
     def worker_heartbeat(self, topology_id: str, worker_key: str, hb: dict[str, Any]) -> None:
-        data = _dump(hb)
+        data = _dump(hb, f"heartbeat of {topology_id!r} worker {worker_key}")
         with self.backend.lock:
             self.backend.heartbeats.setdefault(topology_id, {})[worker_key] = data
 
     def worker_heartbeats(self, topology_id: str) -> dict[str, dict[str, Any]]:
         with self.backend.lock:
             beats = dict(self.backend.heartbeats.get(topology_id, {}))
-        return {k: json.loads(v) for k, v in beats.items()}
+        return _load_all(beats, f"heartbeat of {topology_id!r} worker")
 
     def remove_worker_heartbeat(self, topology_id: str, worker_key: str) -> None:
         with self.backend.lock:
             self.backend.heartbeats.get(topology_id, {}).pop(worker_key, None)
 
     def report_error(self, topology_id: str, component: str, error: dict[str, Any]) -> None:
-        data = _dump(error)
+        data = _dump(error, f"error of {topology_id!r} component {component!r}")
         with self.backend.lock:
             per_topology = self.backend.errors.setdefault(topology_id, {})
             per_topology.setdefault(component, deque(maxlen=MAX_ERRORS)).append(data)

@@ -7,19 +7,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from cluster.status import Status
 from topology.model import Topology
-
-ACTIVE = "ACTIVE"
-INACTIVE = "INACTIVE"
-KILLED = "KILLED"
-REBALANCING = "REBALANCING"
 
 
 def topology_meta(
     topology_id: str,
     topology: Topology,
     conf: Mapping[str, Any],
-    status: str = ACTIVE,
+    status: Status = Status.ACTIVE,
     code_version: int = 1,
     owner: str | None = None,
     submitted: float | None = None,
@@ -27,16 +23,17 @@ def topology_meta(
 ) -> dict[str, Any]:
     """{"id", "name", "status", "submitted", "owner", "code_version", "conf", components...}.
 
-    `conf` keeps only JSON-safe values (the secret never goes into the record).
+    `conf` keeps only JSON-safe values (the secret never goes into the record); `status` is
+    stored as its string (cluster.status).
     """
     plain = (str, int, float, bool, list, type(None))
     safe_conf = {k: v for k, v in conf.items() if k != "cluster.secret" and isinstance(v, plain)}
     return {
         "id": topology_id,
         "name": topology.name,
-        "status": status,
+        "status": Status(status).value,
         "submitted": time.time() if submitted is None else submitted,
-        "owner": owner or _user(),
+        "owner": owner or current_user(),
         "code_version": code_version,
         "conf": safe_conf,
         **topology.describe(conf),
@@ -44,7 +41,8 @@ def topology_meta(
     }
 
 
-def _user() -> str:
+def current_user() -> str:
+    """The name of the user running this process ("unknown" when there is none)."""
     try:
         return getpass.getuser()
     except Exception:  # no user name in a bare container

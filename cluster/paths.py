@@ -3,6 +3,7 @@
 Layout under the root:
 
     supervisors/<sup-id>                 ephemeral, JSON info
+    supervisorbeats/<sup-id>             JSON heartbeat (info + "seq"), rewritten every beat
     nimbuses/<nimbus-id>                 ephemeral, JSON info
     leader/n_<seq>                       ephemeral-sequential election nodes, data = nimbus id
     topologies/<topology-id>             JSON meta
@@ -14,7 +15,9 @@ Layout under the root:
     nonces/<nonce>                       JSON {"time"}: signed requests already served
 
 Names given by users (topology ids, component ids) are percent-quoted so that a "/" in them
-cannot escape their directory.
+cannot escape their directory. No value may exceed MAX_VALUE_BYTES: ZooKeeper drops the
+connection of a client that sends a request over its 1 MiB `jute.maxbuffer`, and a retried
+write would stall its writer; both stores refuse such a value at once instead.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 CODE_CHUNK_BYTES = 512 * 1024
+MAX_VALUE_BYTES = 1_000_000  # ZooKeeper's jute.maxbuffer is 1 MiB for the whole request
 MAX_ERRORS = 10
 LEADER_PREFIX = "n_"
 ERROR_PREFIX = "e-"
@@ -58,6 +62,12 @@ class Paths:
 
     def supervisor(self, sup_id: str) -> str:
         return self._join("supervisors", encode(sup_id))
+
+    def supervisor_heartbeats(self) -> str:
+        return self._join("supervisorbeats")
+
+    def supervisor_heartbeat(self, sup_id: str) -> str:
+        return self._join("supervisorbeats", encode(sup_id))
 
     def nimbuses(self) -> str:
         return self._join("nimbuses")

@@ -6,7 +6,10 @@ Nimbus, supervisors, workers and the dashboard talk to the cluster state only th
 and the same tests run against both.
 
 Values are JSON-compatible dicts (they go through JSON in both implementations, so a tuple
-comes back as a list and dict keys come back as strings); topology code is bytes.
+comes back as a list and dict keys come back as strings); topology code is bytes. A stored
+value that is not a JSON object (written by something else than Squall, or damaged) is
+skipped by the readers with a warning, so that one bad record never hides the others; a value
+over `cluster.paths.MAX_VALUE_BYTES` is refused at once with a StateError.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ class StateError(SquallError):
     """The cluster state could not be read or written (ZooKeeper unreachable, corrupt data)."""
 
 
+class RecordError(StateError):
+    """One record cannot be stored (too large, or not JSON): the store itself works, and
+    other records can still be written."""
+
+
 class ClusterState(ABC):
     """The domain operations on the cluster state. Every write is idempotent."""
 
@@ -38,6 +46,20 @@ class ClusterState(ABC):
     @abstractmethod
     def supervisors(self) -> dict[str, dict[str, Any]]:
         """Every registered supervisor: id -> info."""
+
+    @abstractmethod
+    def supervisor_heartbeat(self, sup_id: str, beat: dict[str, Any]) -> None:
+        """Write (overwrite) a supervisor's own heartbeat: its info and a counter that changes
+        every beat. Unlike the registration it outlives the session: nimbus judges a
+        supervisor by this record changing, so a supervisor restarting is not lost."""
+
+    @abstractmethod
+    def supervisor_heartbeats(self) -> dict[str, dict[str, Any]]:
+        """Every supervisor heartbeat record: id -> beat."""
+
+    @abstractmethod
+    def remove_supervisor_heartbeat(self, sup_id: str) -> None:
+        """Remove a supervisor's heartbeat record (no error if there is none)."""
 
     @abstractmethod
     def register_nimbus(self, nimbus_id: str, info: dict[str, Any]) -> None:

@@ -2,7 +2,14 @@
 
 `cluster.zkstore` builds the domain operations on top of it. Every write here is safe to
 retry: a create that finds the node already there (our own earlier, unacknowledged attempt)
-turns into a set, and a delete that finds nothing is done.
+turns into a set, and a delete that finds nothing is done. A value over MAX_VALUE_BYTES is
+refused before it is sent (ZooKeeper would drop the connection, and the retry stall).
+
+With a cluster secret every node Squall creates carries an ACL that only the secret opens,
+and `secure_tree` gives that ACL to every node that already exists under the root (a root
+created before the secret was set, or by someone else, keeps the ACLs it was made with).
+The secret itself is handed to kazoo as a `Redacted` string: kazoo logs its auth packet at
+DEBUG, and that must not show the secret.
 """
 
 from __future__ import annotations
@@ -12,18 +19,48 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NodeExistsError, NoNodeError, NotEmptyError, ZookeeperError
+from kazoo.exceptions import (
+    BadVersionError,
+    NoAuthError,
+    NodeExistsError,
+    NoNodeError,
+    NotEmptyError,
+    ZookeeperError,
+)
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import ZnodeStat
 from kazoo.retry import KazooRetry, RetryFailedError
 from kazoo.security import ACL, make_digest_acl
 
-from cluster.state import StateError
+from cluster.paths import MAX_VALUE_BYTES
+from cluster.state import RecordError, StateError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DIGEST_USER = "squall"
+SECURE_BATCH = 500  # nodes whose ACLs are read at once while securing the tree
+
+
+class Redacted(str):
+    """A credential that kazoo sends as it is, but that never prints: its repr and str (what
+    a log line shows, kazoo's `Auth(... auth=...)` included) are a placeholder."""
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+    def __str__(self) -> str:
+        return "<redacted>"
+
+
+def _check_size(path: str, data: bytes) -> None:
+    if len(data) > MAX_VALUE_BYTES:
+        raise RecordError(f"zookeeper: refusing to write {len(data)} bytes to {path}: more than "
+                         f"the {MAX_VALUE_BYTES} bytes a ZooKeeper node can take")
+
+
+def _child(path: str, name: str) -> str:
+    return f"{path.rstrip('/')}/{name}"
 
 
 class RawZk:
@@ -40,7 +77,7 @@ class RawZk:
             hosts=self.hosts,
             timeout=self.timeout,
             connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=1.0),
-            auth_data=[("digest", f"{DIGEST_USER}:{secret}")] if secret else None,
+            auth_data=[("digest", Redacted(f"{DIGEST_USER}:{secret}"))] if secret else None,
             default_acl=self.acl,
         )
         # Writes ride out a ZooKeeper restart or a session loss for a while, then give up.
@@ -77,6 +114,7 @@ class RawZk:
 
     def put(self, path: str, data: bytes) -> None:
         """Create or overwrite a persistent node (and its parents)."""
+        _check_size(path, data)
 
         def op() -> None:
             try:
@@ -93,6 +131,7 @@ class RawZk:
         """Create a persistent node (and its parents); False if it exists already. A retry
         after a lost reply may find our own node and answer False: callers that claim
         something with it must tolerate a false refusal, never a false grant."""
+        _check_size(path, data)
 
         def op() -> bool:
             try:
@@ -106,6 +145,7 @@ class RawZk:
     def put_ephemeral(self, path: str, data: bytes) -> None:
         """Create or overwrite an ephemeral node owned by this session. A node left by an
         earlier session of the same daemon is replaced, not kept: it would vanish later."""
+        _check_size(path, data)
 
         def op() -> None:
             session = self.client.client_id[0] if self.client.client_id else None
@@ -125,6 +165,7 @@ class RawZk:
     def create_sequential(self, prefix: str, data: bytes, ephemeral: bool = False) -> str:
         """Create a sequential node. Not idempotent by nature: a retry after a lost reply may
         leave a duplicate, which callers tolerate (error trimming, election cleanup)."""
+        _check_size(prefix, data)
         return self.call(
             lambda: self.client.create(
                 prefix, data, acl=self.acl, sequence=True, ephemeral=ephemeral, makepath=True
@@ -146,4 +187,95 @@ class RawZk:
         self.call(op)
 
     def ensure(self, path: str) -> None:
-        self.call(self.client.ensure_path, path, self.acl)
+        def op() -> None:
+            try:
+                self.client.ensure_path(path, self.acl)
+            except NoAuthError:  # name the node that refused us, not the one we wanted
+                refusing = path
+                while refusing.count("/") > 1 and self.client.exists(refusing) is None:
+                    refusing = refusing.rpartition("/")[0]
+                raise self._cannot_secure(refusing, None) from None
+
+        self.call(op)
+
+    # --- securing what exists -------------------------------------------------------------------
+
+    def secure_tree(self, root: str) -> int:
+        """Give `root` and every node below it exactly the cluster's ACL; return how many
+        nodes had another one. Raises StateError naming the node when one cannot be fixed
+        (its ACL does not let the secret change it): a daemon then refuses to start rather
+        than run on a tree that others can write."""
+        assert self.acl is not None, "secure_tree needs a cluster secret"
+        fixed = self.call(self._secure_tree, root)
+        if fixed:
+            log.warning("zookeeper %s: %d node(s) under %s could be read or written without "
+                        "the cluster secret; they are now protected by it", self.hosts, fixed,
+                        root)
+        return fixed
+
+    def _secure_tree(self, root: str) -> int:
+        fixed = 0
+        level = [root]
+        while level:
+            batch, level = level[:SECURE_BATCH], level[SECURE_BATCH:]
+            for path, acls, stat in self._acls(batch):
+                if set(acls) != set(self.acl or ()):
+                    fixed += self._set_acl(path, acls, stat)
+            level += self._children_of(batch)  # after the fix: no stranger adds one meanwhile
+        return fixed
+
+    def _acls(self, paths: list[str]) -> list[tuple[str, list[ACL], ZnodeStat]]:
+        out = []
+        pending = [(path, self.client.get_acls_async(path)) for path in paths]
+        for path, result in pending:
+            try:
+                acls, stat = result.get(timeout=self.timeout)
+            except NoNodeError:
+                continue  # removed meanwhile
+            except NoAuthError:
+                raise self._cannot_secure(path, None) from None
+            out.append((path, list(acls), stat))
+        return out
+
+    def _set_acl(self, path: str, acls: list[ACL], stat: ZnodeStat) -> int:
+        try:
+            self.client.set_acls(path, self.acl, version=stat.aversion)
+        except NoNodeError:
+            return 0
+        except BadVersionError:  # another daemon fixed it first
+            return 0
+        except NoAuthError:
+            raise self._cannot_secure(path, acls) from None
+        log.info("zookeeper %s: %s had ACL %s; set to the cluster secret's", self.hosts, path,
+                 _describe(acls))
+        return 1
+
+    def _children_of(self, paths: list[str]) -> list[str]:
+        out = []
+        pending = [(path, self.client.get_children_async(path)) for path in paths]
+        for path, result in pending:
+            try:
+                out += [_child(path, name) for name in result.get(timeout=self.timeout)]
+            except NoNodeError:
+                continue
+            except NoAuthError:
+                raise self._cannot_secure(path, None) from None
+        return out
+
+    def _cannot_secure(self, path: str, acls: list[ACL] | None) -> StateError:
+        shown = f" (its ACL: {_describe(acls)})" if acls is not None else ""
+        return StateError(
+            f"zookeeper {self.hosts}: {path} is not open to the cluster secret{shown}, so it "
+            "cannot be protected: remove it with ZooKeeper's super user, or choose another "
+            "zookeeper.root")
+
+
+def _describe(acls: list[ACL]) -> str:
+    """ACLs as ZooKeeper's CLI shows them ("world:anyone:cdrwa"), never a digest's hash."""
+    letters = "rwcda"  # READ=1, WRITE=2, CREATE=4, DELETE=8, ADMIN=16
+    parts = []
+    for acl in acls:
+        perms = "".join(ch for bit, ch in enumerate(letters) if acl.perms & (1 << bit))
+        who = acl.id.id.split(":", 1)[0] if acl.id.scheme == "digest" else acl.id.id
+        parts.append(f"{acl.id.scheme}:{who}:{perms}")
+    return ", ".join(parts) or "none"

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+from cluster.processes import stop_processes
 from topology.errors import SquallError
 
 log = logging.getLogger(__name__)
@@ -171,13 +172,7 @@ class ZooKeeperServer:
         """Terminate the server (kill it if it lingers); remove its data dir if asked."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("zookeeper %s: did not stop, killing it", self.connect_string)
-                proc.kill()
-                proc.wait(timeout)
+            stop_processes([proc], timeout, f"zookeeper {self.connect_string}")
             log.info("zookeeper %s: stopped", self.connect_string)
         if remove:
             shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -22,7 +22,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from cluster.election import Candidate, election_order
 from cluster.paths import CODE_CHUNK_BYTES, MANIFEST, MAX_ERRORS, Paths, decode
-from cluster.state import Callback, ClusterState, StateError
+from cluster.state import Callback, ClusterState, RecordError, StateError
 from cluster.zkraw import RawZk
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,17 @@ def _dumps(value: dict[str, Any]) -> bytes:
     try:
         return json.dumps(value).encode()
     except (TypeError, ValueError) as e:
-        raise StateError(f"cluster state: value is not JSON-serialisable: {e}") from e
+        raise RecordError(f"cluster state: value is not JSON-serialisable: {e}") from e
 
 
-def _loads(data: bytes | None) -> Any:
-    return None if data is None else json.loads(data.decode())
+def _object(data: bytes | None) -> dict[str, Any] | None:
+    """A stored JSON object; None when absent. ValueError when it is something else."""
+    if data is None:
+        return None
+    value = json.loads(data.decode())
+    if not isinstance(value, dict):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    return value
 
 
 class ZkClusterState(ClusterState):
@@ -56,6 +62,7 @@ class ZkClusterState(ClusterState):
         self._closed = threading.Event()
         self._wake = threading.Event()
         self._claims = 0
+        self._bad: set[tuple[str, int]] = set()  # (path, hash of value) already warned about
         self._zk.client.add_listener(self._on_state)
         try:
             self._zk.client.start(timeout=float(config["zookeeper.connect.timeout.secs"]))
@@ -65,6 +72,8 @@ class ZkClusterState(ClusterState):
         try:
             for path in [self.paths.root, *self.paths.watched()]:
                 self._zk.ensure(path)
+            if self._zk.acl is not None:
+                self._zk.secure_tree(self.paths.root)
         except StateError:
             self._zk.client.stop()
             self._zk.client.close()
@@ -135,11 +144,25 @@ class ZkClusterState(ClusterState):
             self._ephemerals[path] = data
         self._zk.put_ephemeral(path, data)
 
+    def _read(self, path: str) -> dict[str, Any] | None:
+        """The object at `path`; None when absent or not a JSON object (warned once)."""
+        data = self._zk.get(path)
+        try:
+            return _object(data)
+        except ValueError as e:
+            key = (path, hash(data))
+            if key not in self._bad:
+                self._bad.add(key)
+                log.warning("zkstate: skipping %s: %s", path, e)
+            return None
+
     def _read_dir(self, directory: str) -> dict[str, dict[str, Any]]:
+        """Every child that holds an object (one that was removed meanwhile, or holds
+        something else, is left out: one bad record must not hide the others)."""
         out = {}
         for child in self._zk.children(directory):
-            value = _loads(self._zk.get(f"{directory}/{child}"))
-            if value is not None:  # removed between listing and reading
+            value = self._read(f"{directory}/{child}")
+            if value is not None:
                 out[decode(child)] = value
         return out
 
@@ -148,6 +171,15 @@ class ZkClusterState(ClusterState):
 
     def supervisors(self) -> dict[str, dict[str, Any]]:
         return self._read_dir(self.paths.supervisors())
+
+    def supervisor_heartbeat(self, sup_id: str, beat: dict[str, Any]) -> None:
+        self._zk.put(self.paths.supervisor_heartbeat(sup_id), _dumps(beat))
+
+    def supervisor_heartbeats(self) -> dict[str, dict[str, Any]]:
+        return self._read_dir(self.paths.supervisor_heartbeats())
+
+    def remove_supervisor_heartbeat(self, sup_id: str) -> None:
+        self._zk.delete(self.paths.supervisor_heartbeat(sup_id))
 
     def register_nimbus(self, nimbus_id: str, info: dict[str, Any]) -> None:
         self._register(self.paths.nimbus(nimbus_id), info)
@@ -176,8 +208,7 @@ class ZkClusterState(ClusterState):
         self._zk.put(self.paths.topology(topology_id), _dumps(meta))
 
     def topology(self, topology_id: str) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = _loads(self._zk.get(self.paths.topology(topology_id)))
-        return value
+        return self._read(self.paths.topology(topology_id))
 
     def topologies(self) -> dict[str, dict[str, Any]]:
         return self._read_dir(self.paths.topologies())
@@ -215,12 +246,17 @@ class ZkClusterState(ClusterState):
 
     def get_code(self, topology_id: str) -> bytes | None:
         p = self.paths
-        manifest = _loads(self._zk.get(p.code_manifest(topology_id)))
+        manifest = self._read(p.code_manifest(topology_id))
         if manifest is None:
             return None
-        parts = [self._zk.get(p.code_chunk(topology_id, i)) for i in range(manifest["chunks"])]
+        try:
+            chunks, size, digest = int(manifest["chunks"]), manifest["size"], manifest["sha256"]
+        except (KeyError, TypeError, ValueError):
+            log.warning("zkstate: code of %s has a malformed manifest", topology_id)
+            return None
+        parts = [self._zk.get(p.code_chunk(topology_id, i)) for i in range(min(chunks, 4096))]
         blob = b"".join(part or b"" for part in parts)
-        if len(blob) != manifest["size"] or hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
+        if len(blob) != size or hashlib.sha256(blob).hexdigest() != digest:
             log.warning("zkstate: code of %s is being rewritten; not ready", topology_id)
             return None
         return blob
@@ -231,8 +267,7 @@ class ZkClusterState(ClusterState):
         self._zk.put(self.paths.assignment(topology_id), _dumps(assignment))
 
     def assignment(self, topology_id: str) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = _loads(self._zk.get(self.paths.assignment(topology_id)))
-        return value
+        return self._read(self.paths.assignment(topology_id))
 
     def assignments(self) -> dict[str, dict[str, Any]]:
         return self._read_dir(self.paths.assignments())
@@ -268,9 +303,8 @@ class ZkClusterState(ClusterState):
             components = [f"{directory}/{c}" for c in self._zk.children(directory)]
         out: dict[str, list[dict[str, Any]]] = {}
         for comp_dir in components:
-            values = [_loads(self._zk.get(f"{comp_dir}/{n}")) for n in
-                      sorted(self._zk.children(comp_dir))]
-            values = [v for v in values if v is not None]
+            read = [self._read(f"{comp_dir}/{n}") for n in sorted(self._zk.children(comp_dir))]
+            values = [v for v in read if v is not None]
             if values:
                 out[decode(comp_dir.rpartition("/")[2])] = values
         return out
@@ -285,7 +319,7 @@ class ZkClusterState(ClusterState):
             self._prune_nonces(now, ttl)
         if self._zk.create(path, data):
             return True
-        old = _loads(self._zk.get(path))
+        old = self._read(path)
         if old is not None and now - float(old.get("time", now)) <= ttl:
             return False
         self._zk.put(path, data)  # an expired claim left by a sweep not yet run
@@ -294,7 +328,7 @@ class ZkClusterState(ClusterState):
     def _prune_nonces(self, now: float, ttl: float) -> None:
         directory = self.paths.nonces()
         for child in self._zk.children(directory):
-            old = _loads(self._zk.get(f"{directory}/{child}"))
+            old = self._read(f"{directory}/{child}")
             if old is not None and now - float(old.get("time", now)) > ttl:
                 self._zk.delete(f"{directory}/{child}")
 

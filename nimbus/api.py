@@ -10,7 +10,8 @@ nimbus.protocol.
     POST /api/v1/topologies/NAME/activate        {}                      -> summary
     POST /api/v1/topologies/NAME/deactivate      {}                      -> summary
     POST /api/v1/topologies/NAME/rebalance       {"workers": n, "parallelism": {c: n},
-                                                  "wait": secs}          -> summary
+                                                  "conf": {key: value}, "wait": secs}
+                                                                         -> summary
 
 Errors are JSON {"error": "one line", "errorMessage": the same} with 400 (malformed request,
 invalid topology or name, a non-finite number, action not allowed), 401 (secret), 404
@@ -44,6 +45,7 @@ from nimbus.protocol import (
     NotLeader,
     check_auth,
     check_body,
+    check_conf_changes,
     check_parallelism,
     check_wait,
     check_workers,
@@ -136,8 +138,10 @@ class ApiServer(Server):
         args = _json_object(request.body)
         workers = check_workers(args.get("workers"))
         parallelism = check_parallelism(args.get("parallelism"))
+        conf = check_conf_changes(args.get("conf"))
         wait = check_wait(args.get("wait"))
-        return _by_name(lambda name: self.nimbus.rebalance(name, workers, parallelism, wait),
+        return _by_name(lambda name: self.nimbus.rebalance(name, workers, parallelism, wait,
+                                                           conf),
                         request.params["name"])
 
 

@@ -28,6 +28,7 @@ from nimbus.protocol import (
     NotLeader,
     Unreachable,
     auth_header,
+    check_conf_changes,
     check_parallelism,
     check_wait,
     check_workers,
@@ -100,11 +101,14 @@ class NimbusClient:
 
     def rebalance(self, name: str, workers: int | None = None,
                   parallelism: Mapping[str, int] | None = None,
-                  wait: float | None = None) -> dict[str, Any]:
-        return self._action(name, "rebalance", {
-            "workers": check_workers(workers),
-            "parallelism": check_parallelism(parallelism),
-            "wait": check_wait(wait)})
+                  wait: float | None = None,
+                  conf: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Change workers, parallelism and/or config keys safe to change while running."""
+        body = {"workers": check_workers(workers), "parallelism": check_parallelism(parallelism),
+                "wait": check_wait(wait)}
+        if conf:
+            body["conf"] = check_conf_changes(conf)
+        return self._action(name, "rebalance", body)
 
     def nimbus_info(self, endpoint: str | None = None) -> dict[str, Any]:
         """What one nimbus (the first reachable seed, or `endpoint`) says about itself."""

@@ -8,20 +8,28 @@
 
 Every nimbus serves reads from the cluster state; only the leader changes it. One lock
 serialises the API's writes with the scheduling round. Time comes from `clock` (monotonic,
-for liveness and lifecycle deadlines) and `wall` (ids and the submitted time).
+for liveness and lifecycle deadlines) and `wall` (ids and the submitted time). A round that
+cannot read the state tells the liveness core so: nimbus's blindness is nobody's silence.
+
+The code nimbus stores is signed with the cluster secret (cluster.codesign): supervisors run
+nothing else. `LocalCluster` runs this same class without the API (`api=False`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from cluster.codesign import sign_code, verify_code
 from cluster.config import Config, require_secret_off_loopback
+from cluster.records import ALL_TIME, aggregate_components, component_figures, heartbeats_of
 from cluster.state import ClusterState, StateError, open_state
+from cluster.status import Status
 from nimbus import submission as sub
 from nimbus.lifecycle import (
     ACTIVATE,
@@ -35,10 +43,10 @@ from nimbus.lifecycle import (
     allowed_events,
     transition,
 )
-from nimbus.liveness import HeartbeatTracker
+from nimbus.liveness import Liveness
 from nimbus.protocol import ACTIONS, BadRequest, Conflict, NotFound, NotLeader
 from nimbus.reconcile import Reconciler, status_of
-from worker.stats import aggregate_components
+from topology.model import Topology
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +63,10 @@ class Nimbus:
         state_factory: StateFactory = open_state,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        api: bool = True,
     ) -> None:
         self.config = config
+        self.api = api
         self.id = f"{config['nimbus.host']}:{config['nimbus.port']}-{secrets.token_hex(3)}"
         self._state_factory = state_factory
         self.clock = clock
@@ -70,34 +80,39 @@ class Nimbus:
         self._elected = threading.Event()
         self._stopping = threading.Event()
         self._closed = False
-        self.tracker = HeartbeatTracker(float(config["nimbus.worker.timeout.secs"]),
-                                        float(config["nimbus.task.launch.secs"]),
-                                        float(config["zookeeper.session.timeout.secs"]))
-        self.reconciler = Reconciler(self.id, self.tracker)
+        freq = float(config["nimbus.monitor.freq.secs"])
+        self.liveness = Liveness(float(config["nimbus.worker.timeout.secs"]),
+                                 float(config["nimbus.task.launch.secs"]),
+                                 float(config["nimbus.supervisor.timeout.secs"]),
+                                 blind_after=2 * freq + 1.0)
+        self.reconciler = Reconciler(self.id, self.liveness, config["cluster.secret"])
 
     # --- lifetime -----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Open the state, bind the API and enter the election. Raises SquallError."""
-        from nimbus.api import ApiServer  # the server imports this module's types
-
-        require_secret_off_loopback(self.config, "nimbus.host", f"nimbus {self.id}")
+        if self.api:
+            require_secret_off_loopback(self.config, "nimbus.host", f"nimbus {self.id}")
         session = {"zookeeper.session.timeout.secs": self.config["nimbus.session.timeout.secs"]}
         self.state = self._state_factory(self.config.with_overrides(session))
         try:
-            self.server = ApiServer(self, self.config)
-            self.server.start()
-            self.state.register_nimbus(self.id, {
-                "host": self.config["nimbus.host"], "port": self.server.port,
-                "version": VERSION, "started": self.started,
-            })
+            if self.api:
+                from nimbus.api import ApiServer  # the server imports this module's types
+
+                self.server = ApiServer(self, self.config)
+                self.server.start()
+                self.state.register_nimbus(self.id, {
+                    "host": self.config["nimbus.host"], "port": self.server.port,
+                    "version": VERSION, "started": self.started,
+                })
             self.state.watch(self._wake.set)
             self.state.run_for_leader(self.id, self._on_elected, self._on_lost)
         except BaseException:
             self.close()
             raise
-        log.info("nimbus %s: serving on %s:%d", self.id, self.config["nimbus.host"],
-                 self.server.port)
+        if self.server is not None:
+            log.info("nimbus %s: serving on %s:%d", self.id, self.config["nimbus.host"],
+                     self.server.port)
 
     def run(self) -> None:
         """The loop, until `request_stop()`."""
@@ -111,12 +126,17 @@ class Nimbus:
                 if self._elected.is_set() and not self.leading:
                     self._take_charge()
                 if self.leading:
-                    with self._lock:
-                        self.reconciler.run(self._live_state(), self.clock())
+                    self.tick()
             except StateError:
+                self.liveness.blind()  # what it could not see is nobody's silence
                 log.warning("nimbus %s: round failed; retrying", self.id, exc_info=True)
             except Exception:  # a bug in one round must not end the daemon
                 log.exception("nimbus %s: round failed", self.id)
+
+    def tick(self) -> None:
+        """One scheduling round now (the leader's; the loop calls it on its own)."""
+        with self._lock:
+            self.reconciler.run(self._live_state(), self.clock())
 
     def serve(self) -> None:
         """start(), run() until stopped, close()."""
@@ -160,7 +180,7 @@ class Nimbus:
         liveness observations (they were another nimbus's)."""
         state = self._live_state()
         with self._lock:
-            self.tracker.forget()
+            self.liveness.forget()
             now = self.clock()
             for tid, meta in state.topologies().items():
                 status = status_of(meta)
@@ -170,7 +190,7 @@ class Nimbus:
                 if new != status:
                     state.set_topology(tid, sub.with_status(meta, new))
             self.leading = True
-            self.reconciler.run(self._live_state(), self.clock())
+            self.tick()
         log.info("nimbus %s: leading", self.id)
 
     def leader_address(self) -> str | None:
@@ -197,22 +217,28 @@ class Nimbus:
                owner: str) -> dict[str, Any]:
         self._require_leader()
         topology, package_overrides = sub.unpack(body)
-        topology, conf = sub.prepare(topology, name, {**package_overrides, **overrides},
-                                     self.config)
+        return self.submit_topology(topology, name, {**package_overrides, **overrides}, owner)
+
+    def submit_topology(self, topology: Topology, name: str | None,
+                        overrides: Mapping[str, Any], owner: str) -> dict[str, Any]:
+        """Validate, store (code signed) and schedule `topology`; its summary."""
+        self._require_leader()
+        topology, conf = sub.prepare(topology, name, overrides, self.config)
         with self._lock:
             state = self._require_leader()
             existing = self._find(topology.name)
             if existing is not None:
-                what = "being killed" if existing["status"] == "KILLED" else "running"
+                what = "being killed" if existing.get("status") == Status.KILLED else "running"
                 raise Conflict(f"topology {topology.name!r} is already {what}")
             now = self.wall()
             tid = sub.topology_id(topology.name, now)
-            state.put_code(tid, sub.code_blob(topology, conf))
+            state.put_code(tid, sign_code(sub.code_blob(topology, conf),
+                                          self.config["cluster.secret"]))
             meta = sub.make_meta(tid, topology, conf, TopologyStatus(ACTIVE), now, owner, 1)
             state.set_topology(tid, meta)
             log.info("nimbus %s: submitted %s (%d workers, %d tasks) for %s", self.id, tid,
                      meta["num_workers"], meta["num_tasks"], owner)
-            self.reconciler.run(self._live_state(), self.clock())
+            self.tick()
             return self._summary(meta, state.assignment(tid))
 
     def kill(self, name: str, wait: float | None) -> dict[str, Any]:
@@ -225,11 +251,21 @@ class Nimbus:
         return self._event(name, DEACTIVATE, None)
 
     def rebalance(self, name: str, workers: int | None, parallelism: Mapping[str, Any],
-                  wait: float | None) -> dict[str, Any]:
-        self._require_leader()
+                  wait: float | None, conf: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Rebalance `name`: workers, parallelism and/or config keys a running topology may
+        change (the topology must still validate with them: checked now, on its stored code,
+        so that a refusal is the caller's answer rather than an abandoned rebalance later)."""
+        state = self._require_leader()
         with self._lock:
             meta = self._get(name)
-            request = sub.check_rebalance(meta, workers, parallelism)
+            request = sub.check_rebalance(meta, workers, parallelism, conf, self.config)
+            if request["conf"]:
+                signed = state.get_code(meta["id"])
+                if signed is None:
+                    raise Conflict(f"rebalance {name!r}: its code is not stored yet")
+                package = sub.unpack_code(verify_code(signed, self.config["cluster.secret"],
+                                                      f"the stored code of {meta['id']}"))
+                sub.with_conf(package["topology"], request["conf"])
             return self._event(name, REBALANCE, wait, {"rebalance": request})
 
     def _event(self, name: str, event: str, wait: float | None,
@@ -240,7 +276,7 @@ class Nimbus:
             if event in (KILL, REBALANCE) and wait is None:
                 wait = float(meta.get("conf", {}).get("topology.message.timeout.secs", 30))
             if wait is not None and (isinstance(wait, bool) or not isinstance(wait, (int, float))
-                                     or wait < 0):
+                                     or not math.isfinite(wait) or wait < 0):
                 raise BadRequest(f"{event} {name!r}: wait must be a number >= 0, got {wait!r}")
             status = status_of(meta) or TopologyStatus(ACTIVE)
             try:
@@ -250,7 +286,7 @@ class Nimbus:
             meta = {**sub.with_status(meta, new), **(extra or {})}
             state.set_topology(meta["id"], meta)
             log.info("nimbus %s: %s %s -> %s", self.id, event, meta["id"], meta["status"])
-            self.reconciler.run(self._live_state(), self.clock())
+            self.tick()
             current = state.topology(meta["id"]) or meta
             return self._summary(current, state.assignment(meta["id"]))
 
@@ -276,7 +312,7 @@ class Nimbus:
         now = self.clock()
         for w in (assignment or {}).get("workers", []):
             hb = heartbeats.get(f"{w['host']}:{w['port']}") or {}
-            since = self.tracker.last_change(tid, (w["supervisor"], w["port"]), now)
+            since = self.liveness.last_change(tid, (w["supervisor"], w["port"]), now)
             workers.append({
                 **w,
                 "heartbeat_version": hb.get("version"),
@@ -328,13 +364,19 @@ class Nimbus:
         return meta
 
 
-def component_stats(heartbeats: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-component totals since start from workers' heartbeats (JSON-safe)."""
+def component_stats(heartbeats: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Per-component totals since start from workers' heartbeats (JSON-safe): the counters of
+    cluster.records.aggregate_components, complete latency percentiles, and the emitted and
+    transferred counts per output stream."""
+    beats = heartbeats_of(heartbeats)
+    streams = component_figures(beats, ALL_TIME)
     out = {}
-    for cid, c in aggregate_components(heartbeats).items():
+    for cid, c in aggregate_components(beats).items():
         latency = c.pop("complete_latency")
         c["complete_latency_ms"] = {
             f"p{p}": round(latency.percentile(p) * 1000, 3) for p in (50, 99)
         } if latency.count else {}
+        c["emitted_streams"] = dict(streams[cid].emitted)
+        c["transferred_streams"] = dict(streams[cid].transferred_streams)
         out[cid] = c
     return out

@@ -1,7 +1,8 @@
 """The topology lifecycle as a table of transitions, after Storm's nimbus. Pure: time is `now`.
 
-States: "active", "inactive", "killed", "rebalancing", and the terminal "removed" that a killed
-topology reaches when its wait is over (nimbus then deletes the topology's state). Events:
+States are `cluster.status.Status` (the one status vocabulary, which the topology record and
+the dashboard use too): ACTIVE, INACTIVE, KILLED, REBALANCING, and the terminal REMOVED that a
+killed topology reaches when its wait is over (nimbus then deletes the topology's state). Events:
 "activate", "deactivate", "kill", "rebalance", "timeout-done" (the kill or rebalance wait has
 elapsed; `due` tells when) and "startup" (a nimbus, maybe a new leader, takes charge).
 
@@ -27,14 +28,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.status import Status
 from topology.errors import SquallError
 
-ACTIVE = "active"
-INACTIVE = "inactive"
-KILLED = "killed"
-REBALANCING = "rebalancing"
-REMOVED = "removed"
-STATES = (ACTIVE, INACTIVE, KILLED, REBALANCING, REMOVED)
+ACTIVE = Status.ACTIVE
+INACTIVE = Status.INACTIVE
+KILLED = Status.KILLED
+REBALANCING = Status.REBALANCING
+REMOVED = Status.REMOVED
+STATES = tuple(Status)
 
 ACTIVATE = "activate"
 DEACTIVATE = "deactivate"
@@ -55,66 +57,87 @@ _VERBS = {
 }
 
 
-def _a(state: str) -> str:
-    """The state name with its article: "an active", "a killed"."""
-    return f"{'an' if state[0] in 'aeiou' else 'a'} {state}"
-
-
 class LifecycleError(SquallError):
     """An event that the topology's state does not allow, or a malformed status."""
+
+
+def _state(name: Any) -> Status:
+    try:
+        return Status.parse(name)
+    except ValueError:
+        known = ", ".join(s.value for s in STATES)
+        raise LifecycleError(f"unknown topology state {name!r}; expected one of {known}") from None
+
+
+def _show(value: Any) -> str:
+    return repr(value.value if isinstance(value, Status) else value)
 
 
 @dataclass(frozen=True)
 class TopologyStatus:
     """A topology's lifecycle state.
 
-    `deadline` (when the wait ends) and `wait_secs` (how long the wait is) are set for killed
-    and rebalancing topologies only; `previous` ("active" or "inactive") for rebalancing only:
-    the state to return to when the rebalance is done.
+    `name` is a `Status` (a string in either case is read as one: lifecycle records were
+    stored in lower case before). `deadline` (when the wait ends) and `wait_secs` (how long the
+    wait is) are set for killed and rebalancing topologies only; `previous` (ACTIVE or
+    INACTIVE) for rebalancing only: the state to return to when the rebalance is done.
     """
 
-    name: str
+    name: Status
     deadline: float | None = None
     wait_secs: float | None = None
-    previous: str | None = None
+    previous: Status | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in STATES:
-            raise LifecycleError(f"unknown topology state {self.name!r}; expected one of {STATES}")
+        object.__setattr__(self, "name", _state(self.name))
+        if self.previous is not None:
+            try:
+                object.__setattr__(self, "previous", Status.parse(self.previous))
+            except ValueError:
+                pass  # refused below, naming the value
         timed = self.name in _TIMED
         if timed != (self.deadline is not None) or timed != (self.wait_secs is not None):
             raise LifecycleError(
-                f"{_a(self.name)} topology {'needs' if timed else 'has no'} deadline and wait, "
-                f"got deadline={self.deadline!r} wait_secs={self.wait_secs!r}"
+                f"{self.name.article} topology {'needs' if timed else 'has no'} deadline and "
+                f"wait, got deadline={self.deadline!r} wait_secs={self.wait_secs!r}"
             )
         rebalancing = self.name == REBALANCING
         if rebalancing and self.previous not in (ACTIVE, INACTIVE):
             raise LifecycleError(
-                f"a rebalancing topology returns to active or inactive, got {self.previous!r}"
+                f"a rebalancing topology returns to active or inactive, got "
+                f"{_show(self.previous)}"
             )
         if not rebalancing and self.previous is not None:
-            raise LifecycleError(f"{_a(self.name)} topology has no previous state")
+            raise LifecycleError(f"{self.name.article} topology has no previous state")
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name}
+        data: dict[str, Any] = {"name": self.name.value}
         if self.deadline is not None:
             data["deadline"] = self.deadline
             data["wait_secs"] = self.wait_secs
         if self.previous is not None:
-            data["previous"] = self.previous
+            data["previous"] = self.previous.value
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TopologyStatus":
         try:
             return cls(
-                name=str(data["name"]),
+                name=_state(data["name"]),
                 deadline=None if data.get("deadline") is None else float(data["deadline"]),
                 wait_secs=None if data.get("wait_secs") is None else float(data["wait_secs"]),
-                previous=None if data.get("previous") is None else str(data["previous"]),
+                previous=None if data.get("previous") is None else _previous(data["previous"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LifecycleError(f"malformed topology status {data!r}: {exc}") from exc
+
+
+def _previous(value: Any) -> Status:
+    try:
+        return Status.parse(value)
+    except ValueError:
+        raise LifecycleError(f"a rebalancing topology returns to active or inactive, got "
+                             f"{value!r}") from None
 
 
 _Handler = Callable[[TopologyStatus, float, float | None], TopologyStatus]
@@ -124,7 +147,7 @@ def _stay(status: TopologyStatus, now: float, wait_secs: float | None) -> Topolo
     return status
 
 
-def _to(name: str) -> _Handler:
+def _to(name: Status) -> _Handler:
     def handler(status: TopologyStatus, now: float, wait_secs: float | None) -> TopologyStatus:
         return TopologyStatus(name)
 
@@ -160,7 +183,8 @@ def _rearm(status: TopologyStatus, now: float, wait_secs: float | None) -> Topol
 def _timeout_done(status: TopologyStatus, now: float, wait_secs: float | None) -> TopologyStatus:
     if due(status, now) is None:
         raise LifecycleError(
-            f"the wait of the {status.name} topology ends at {status.deadline}, not yet at {now}"
+            f"the wait of the {status.name.lower()} topology ends at {status.deadline}, not yet "
+            f"at {now}"
         )
     if status.name == KILLED:
         return TopologyStatus(REMOVED)
@@ -168,7 +192,7 @@ def _timeout_done(status: TopologyStatus, now: float, wait_secs: float | None) -
     return TopologyStatus(status.previous)
 
 
-TRANSITIONS: Mapping[str, Mapping[str, _Handler]] = {
+TRANSITIONS: Mapping[Status, Mapping[str, _Handler]] = {
     ACTIVE: {
         ACTIVATE: _stay,
         DEACTIVATE: _to(INACTIVE),
@@ -211,7 +235,7 @@ def transition(
         raise LifecycleError(f"unknown topology event {event!r}; expected one of {EVENTS}")
     handler = TRANSITIONS[status.name].get(event)
     if handler is None:
-        raise LifecycleError(f"cannot {_VERBS[event]} {_a(status.name)} topology")
+        raise LifecycleError(f"cannot {_VERBS[event]} {status.name.article} topology")
     return handler(status, now, wait_secs)
 
 

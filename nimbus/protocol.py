@@ -143,6 +143,25 @@ def check_parallelism(value: Any, what: str = "parallelism") -> dict[str, int]:
             for cid, n in value.items()}
 
 
+MAX_CONF_CHANGES = 64
+
+
+def check_conf_changes(value: Any, what: str = "conf") -> dict[str, Any]:
+    """{key: value} config changes for a running topology (which keys may change is nimbus's
+    call: nimbus.submission.check_conf_changes); JSON values, at most MAX_CONF_CHANGES."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadRequest(f"{what} must be an object of key: value, got {value!r}")
+    if len(value) > MAX_CONF_CHANGES:
+        raise BadRequest(f"{what}: at most {MAX_CONF_CHANGES} keys at once, got {len(value)}")
+    field = non_finite_field(dict(value))
+    if field is not None:
+        raise BadRequest(f"{what}: {field} must be a finite number (NaN and infinity are "
+                         "refused)")
+    return {str(k): v for k, v in value.items()}
+
+
 def loads_finite(text: str | bytes, what: str = "body") -> Any:
     """`json.loads`, refusing NaN and infinities (which Python's json accepts) with the field
     they are in; BadRequest for malformed JSON."""

@@ -35,7 +35,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Literal
 
-from nimbus.assignment import Assignment, SchedulerError, Slot, SupervisorInfo, TopologyDemand
+from cluster.assignment import Assignment, SchedulerError, Slot, SupervisorInfo, TopologyDemand
 from topology.placement import distribute_tasks
 
 __all__ = [

@@ -17,10 +17,10 @@ from typing import Any
 
 import cloudpickle
 
-from cluster.config import Config
+from cluster.assignment import TopologyDemand
+from cluster.config import KEYS, USER_KEY_PREFIX, Config, near_miss
 from cluster.meta import topology_meta
-from nimbus.assignment import TopologyDemand
-from nimbus.lifecycle import ACTIVE, INACTIVE, KILLED, REBALANCING, TopologyStatus
+from nimbus.lifecycle import TopologyStatus
 from nimbus.protocol import BadRequest, check_count
 from topology.builder import (
     MAX_PARALLELISM,
@@ -33,10 +33,23 @@ from topology.builder import (
 from topology.errors import SquallError
 from topology.model import ACKER_COMPONENT, Topology
 
-STATUS_NAMES = {ACTIVE: "ACTIVE", INACTIVE: "INACTIVE", KILLED: "KILLED",
-                REBALANCING: "REBALANCING"}
 SECRET_KEY = "cluster.secret"  # never stored with a topology: workers get it from the supervisor
 MAX_RECORD_BYTES = 256 * 1024  # a topology record (JSON), far under ZooKeeper's 1 MB per node
+
+# Config keys a running topology may change (`squall rebalance -t`): the workers restart with
+# the new value and nothing else changes. Users' own keys (under topology., not registered)
+# may change too. Every other registered key is refused, with what to do instead.
+RUNTIME_KEYS = frozenset({
+    "topology.max.spout.pending", "topology.message.timeout.secs", "topology.debug",
+    "topology.tick.tuple.freq.secs", "topology.max.error.report.per.interval",
+    "topology.error.throttle.interval.secs",
+})
+FIXED_KEYS = {
+    "topology.workers": "give the number of workers with -n",
+    "topology.acker.executors": "the ackers are part of the task layout: resubmit the topology",
+    "topology.max.task.parallelism": "give each component's parallelism with -e",
+    "topology.requirements": "a new environment needs a new submission",
+}
 
 
 def unpack(body: bytes) -> tuple[Topology, dict[str, Any]]:
@@ -126,22 +139,45 @@ def make_meta(
     submitted: float, owner: str, code_version: int,
 ) -> dict[str, Any]:
     """The topology meta stored in the cluster state (cluster.meta's shape, plus the
-    lifecycle status with its kill/rebalance deadline)."""
-    return topology_meta(topology_id, topology, conf, status=STATUS_NAMES[status.name],
+    lifecycle status with its kill/rebalance deadline). Its "status" is the lifecycle state's
+    `cluster.status.Status`."""
+    return topology_meta(topology_id, topology, conf, status=status.name,
                          code_version=code_version, owner=owner, submitted=submitted,
                          lifecycle=status.to_dict())
 
 
 def with_status(meta: Mapping[str, Any], status: TopologyStatus) -> dict[str, Any]:
-    return {**meta, "status": STATUS_NAMES[status.name], "lifecycle": status.to_dict()}
+    return {**meta, "status": status.name.value, "lifecycle": status.to_dict()}
+
+
+def check_conf_changes(name: str, changes: Mapping[str, Any], config: Config) -> dict[str, Any]:
+    """The config changes a rebalance of topology `name` may make, validated by the registry;
+    BadRequest names the first key that may not change, or a typo of a known key."""
+    what = f"rebalance {name!r}"
+    for key in changes:
+        if not key.startswith(USER_KEY_PREFIX):
+            raise BadRequest(f"{what}: {key} cannot change on a running topology (only "
+                             f"{USER_KEY_PREFIX}* keys can)")
+        if key in KEYS and key not in RUNTIME_KEYS:
+            hint = FIXED_KEYS.get(key, "resubmit the topology to change it")
+            raise BadRequest(f"{what}: {key} cannot change on a running topology: {hint}")
+        if key not in KEYS and (near := near_miss(key)) is not None:
+            raise BadRequest(f"{what}: {key} is not a Squall key; did you mean {near}?")
+    try:
+        checked = config.with_overrides(dict(changes))
+    except SquallError as e:
+        raise BadRequest(f"{what}: {e}") from e
+    return {key: checked[key] for key in changes}
 
 
 def check_rebalance(
-    meta: Mapping[str, Any], workers: int | None, parallelism: Mapping[str, Any]
+    meta: Mapping[str, Any], workers: int | None, parallelism: Mapping[str, Any],
+    conf: Mapping[str, Any] | None = None, config: Config | None = None,
 ) -> dict[str, Any]:
-    """The validated rebalance request {"workers", "parallelism"}; BadRequest names the fault.
-    Workers, each component's parallelism and the tasks in all stay within the bounds of
-    topology.builder, so that the rebalanced records stay small."""
+    """The validated rebalance request {"workers", "parallelism", "conf"}; BadRequest names
+    the fault. Workers, each component's parallelism and the tasks in all stay within the
+    bounds of topology.builder, so that the rebalanced records stay small; `conf` changes
+    only keys a running topology may change (checked against `config`'s registry)."""
     what = f"rebalance {meta['name']!r}"
     if workers is not None:
         check_count(workers, f"{what}: workers", MAX_WORKERS)
@@ -156,7 +192,21 @@ def check_rebalance(
     if tasks > MAX_TASKS:
         raise BadRequest(f"{what}: it would have {tasks} tasks (executors and ackers); at most "
                          f"{MAX_TASKS} are allowed")
-    return {"workers": workers, "parallelism": dict(parallelism)}
+    changes = check_conf_changes(meta["name"], conf, config or Config.from_mapping({})) \
+        if conf else {}
+    return {"workers": workers, "parallelism": dict(parallelism), "conf": changes}
+
+
+def with_conf(topology: Topology, changes: Mapping[str, Any]) -> Topology:
+    """A copy of `topology` whose own config has `changes` applied; BadRequest (naming the
+    problem) when the topology is no longer valid with them."""
+    changed = copy.copy(topology)
+    changed.config = {**topology.config, **changes}
+    problems = validate(changed)
+    if problems:
+        raise BadRequest(f"rebalance {topology.name!r}: with {', '.join(sorted(changes))} "
+                         f"changed the topology is invalid: {'; '.join(problems)}")
+    return changed
 
 
 def _tasks_after(meta: Mapping[str, Any], workers: int | None,
@@ -170,11 +220,16 @@ def _tasks_after(meta: Mapping[str, Any], workers: int | None,
 
 
 def rebalanced(
-    topology: Topology, conf: dict[str, Any], workers: int | None, parallelism: Mapping[str, int]
+    topology: Topology, conf: dict[str, Any], workers: int | None, parallelism: Mapping[str, int],
+    changes: Mapping[str, Any] | None = None,
 ) -> tuple[Topology, dict[str, Any]]:
-    """The topology and conf after a rebalance to `workers` and per-component parallelism."""
+    """The topology and conf after a rebalance to `workers`, per-component parallelism and
+    config `changes` (keys check_conf_changes allowed)."""
     changed = topology.with_parallelism(parallelism) if parallelism else copy.copy(topology)
     conf = dict(conf)
+    if changes:
+        changed.config = {**changed.config, **changes}
+        conf.update(changes)
     if workers is not None:
         changed.config = {**changed.config, "topology.workers": workers}
         conf["topology.workers"] = workers

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from cluster.processes import stop_processes
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +101,13 @@ class WorkerRecords:
     """The `{home}/workers` directory: one JSON record per port with a worker."""
 
     def __init__(self, directory: str) -> None:
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(directory)  # made by the first save()
 
     def path(self, port: int) -> Path:
         return self.dir / f"{port}.json"
 
     def save(self, record: WorkerRecord) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".{record.port}.json.tmp"
         tmp.write_text(json.dumps(record.to_dict()))
         os.replace(tmp, self.path(record.port))  # atomic: a crash never leaves half a record
@@ -177,17 +178,7 @@ def adopt(records: WorkerRecords) -> dict[int, WorkerProcess]:
 def stop_all(workers: Iterable[WorkerProcess], timeout: float) -> None:
     """SIGTERM every worker, wait up to `timeout` s for all of them, SIGKILL the rest, reap."""
     workers = [w for w in workers if w.alive()]
-    for w in workers:
-        w.signal(signal.SIGTERM)
-    procs = [w.proc for w in workers]
-    _, lingering = psutil.wait_procs(procs, timeout=timeout)
-    for proc in lingering:
-        log.warning("supervisor: worker pid %d ignored SIGTERM for %g s; killing it",
-                    proc.pid, timeout)
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(lingering, timeout=5)
+    stop_processes([w.popen if w.popen is not None else w.proc for w in workers], timeout,
+                   "worker")
     for w in workers:
         w.reap()

@@ -29,6 +29,7 @@ from polling import wait_for
 from cli.cluster_cmds import runs_version
 from cli.daemons import Daemon, toml_config
 from cluster.config import Config
+from cluster.processes import stop_processes
 from cluster.zkserver import ZooKeeperServer, free_port
 from cluster.zkstore import ZkClusterState
 from supervisor.procs import WorkerRecords, find_live
@@ -39,6 +40,8 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 TEST_SETTINGS: dict[str, Any] = {
     "nimbus.monitor.freq.secs": 0.2,
     "nimbus.worker.timeout.secs": 2,
+    "nimbus.supervisor.timeout.secs": 2,
+    "supervisor.heartbeat.frequency.secs": 0.2,
     "nimbus.task.launch.secs": 15,
     "nimbus.session.timeout.secs": 2,
     "supervisor.monitor.freq.secs": 0.2,
@@ -97,29 +100,37 @@ class ProcessCluster:
         self.nimbuses.append(d)
         return d
 
-    def start_supervisor(self) -> Daemon:
+    def start_supervisor(self, ports: list[int] | None = None, kill_workers: bool = True,
+                         *settings: str) -> Daemon:
+        """A supervisor on `ports` (new free ones by default; the same ports as an earlier
+        one share its home: that is a restart). With `kill_workers` (the default here) it
+        stops its workers when it stops, as a dev cluster's do; without, they outlive it as
+        on real hosts. `settings` are extra `key=value` for it alone."""
         n = len(self.supervisors)
-        ports = free_ports(self.slots_per_supervisor)
+        ports = ports or free_ports(self.slots_per_supervisor)
+        extra = ["--kill-workers"] if kill_workers else []
         d = Daemon(f"supervisor-{n}",
-                   self._argv("supervisor", "--kill-workers",
-                              "-c", f"supervisor.slots.ports={json.dumps(ports)}"),
+                   self._argv("supervisor", *extra,
+                              "-c", f"supervisor.slots.ports={json.dumps(ports)}",
+                              *(a for item in settings for a in ("-c", item))),
                    self.dir / f"supervisor-{n}.log", cwd=ROOT)
         self.supervisors.append(d)
         self.supervisor_slots[d.pid] = ports
         return d
 
-    def start(self, nimbuses: int = 1, supervisors: int = 2, timeout: float = 30.0) -> None:
+    def start(self, nimbuses: int = 1, supervisors: int = 2, timeout: float = 30.0,
+              kill_workers: bool = True) -> None:
         """Start the daemons and wait until a leader is elected and all supervisors register."""
         for _ in range(nimbuses):
             self.start_nimbus()
         for _ in range(supervisors):
-            self.start_supervisor()
+            self.start_supervisor(None, kill_workers)
         self.wait_registered(timeout)
 
     def wait_registered(self, timeout: float = 30.0) -> None:
         def ready() -> bool:
-            for d in self.nimbuses + self.supervisors:
-                assert d.alive() or d.popen.returncode == -signal.SIGKILL, \
+            for d in self.nimbuses + self.supervisors:  # alive, or stopped on purpose
+                assert d.alive() or d.popen.returncode in (0, -signal.SIGKILL), \
                     f"{d.name} exited with {d.popen.returncode}:\n{d.log_tail()}"
             live_sups = sum(d.alive() for d in self.supervisors)
             return (len(self.view.supervisors()) == live_sups and
@@ -230,12 +241,7 @@ class ProcessCluster:
                 if proc is not None:
                     stray.append(proc)
         stray += [p for p in self.leftovers() if p.pid not in {s.pid for s in stray}]
-        for proc in stray:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(stray, timeout=5)
+        stop_processes(stray, 0, "leftover")
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
         return [p.pid for p in stray]

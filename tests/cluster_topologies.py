@@ -7,7 +7,10 @@ cleanup (write + rename, so a reader never sees half a file). `expected_counts(n
 files must add up to.
 
 `endless()` cycles the sentences for ever (bounded by `topology.max.spout.pending`): its
-progress is read from the worker heartbeats in ZooKeeper (`acked_by_worker`).
+progress is read from the worker heartbeats in ZooKeeper (`acked_by_worker`). With
+`topology.wc.progress.dir` set, each spout task also appends the time to
+`{dir}/spout-{task}-{pid}.log` every PROGRESS_SECS while it emits (`spout_runs` reads them):
+where and when each task ran, seen without its worker's heartbeats (an orphan has none).
 
 A topology file for `squall submit` is made with `write_topology_file`, which copies this
 module next to it: the CLI ships modules of the file's directory by value, so workers need
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,6 +30,8 @@ from typing import Any
 
 from topology import Bolt, Spout, TopologyBuilder
 from topology.model import Topology
+
+PROGRESS_SECS = 0.02
 
 WORDS = ["apple", "banana", "cherry", "date", "elder", "fig", "grape", "honeydew", "kiwi",
          "lemon", "mango"]
@@ -75,6 +81,10 @@ class EndlessSentences(Spout):
     def open(self, conf: Mapping[str, Any], context: Any) -> None:
         self.next_id = 0
         self.replay: list[int] = []
+        out = conf.get("topology.wc.progress.dir")
+        self.progress = (Path(out) / f"spout-{context.task_id}-{os.getpid()}.log"
+                         if out else None)
+        self.noted = 0.0
 
     def next_tuple(self) -> None:
         if self.replay:
@@ -82,6 +92,10 @@ class EndlessSentences(Spout):
         else:
             i, self.next_id = self.next_id, self.next_id + 1
         self.emit([sentence(i % 1000)], msg_id=i)
+        if self.progress is not None and time.time() - self.noted >= PROGRESS_SECS:
+            self.noted = time.time()
+            with open(self.progress, "a") as f:
+                f.write(f"{self.noted}\n")
 
     def fail(self, msg_id: Any) -> None:
         self.replay.append(msg_id)
@@ -180,3 +194,12 @@ def spout_totals(heartbeats: Iterable[Mapping[str, Any]], key: str) -> int:
 def acked_by_worker(heartbeats: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
     """Worker key -> acked spout tuples it reports."""
     return {key: spout_totals([hb], "acked") for key, hb in heartbeats.items()}
+
+
+def spout_runs(directory: str | Path) -> dict[tuple[int, int], list[float]]:
+    """(spout task, pid) -> the times it noted emitting (`topology.wc.progress.dir`)."""
+    out = {}
+    for path in Path(directory).glob("spout-*.log"):
+        _, task, pid = path.stem.split("-")
+        out[(int(task), int(pid))] = [float(t) for t in path.read_text().split()]
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from cluster.processes import stop_processes
 from topology import LocalCluster, Spout, Topology, TopologyBuilder
 from topology.testing import complete_topology
 
@@ -54,9 +54,13 @@ def wait_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
 
 
 def kill_leftovers(pids: Iterable[int]) -> None:
+    procs = []
     for pid in pids:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    stop_processes(procs, 0, "leftover worker")
 
 
 def port_is_free(port: int) -> bool:

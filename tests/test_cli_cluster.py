@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from cluster.assignment import worker_version
 from cluster.config import Config
 from cluster.zkserver import free_port
 from cluster.zkstore import ZkClusterState
@@ -133,7 +134,7 @@ def test_submit_wait_returns_when_every_worker_runs_the_assignment(
             for tid, a in view.assignments().items():
                 for w in a["workers"]:
                     view.worker_heartbeat(tid, f"{w['host']}:{w['port']}",
-                                          {"time": n, "version": a["version"]})
+                                          {"time": n, "version": worker_version(a)})
 
     thread = threading.Thread(target=supervisors, daemon=True)
     thread.start()
@@ -143,5 +144,6 @@ def test_submit_wait_returns_when_every_worker_runs_the_assignment(
     finally:
         stop.set()
         thread.join(timeout=5)
-    assert status["workers"] and all(w["heartbeat_version"] == status["assignment_version"]
+    assert status["workers"] and all(w["heartbeat_version"]["assignment"] ==
+                                     status["assignment_version"]
                                      for w in status["workers"])

@@ -111,3 +111,85 @@ def test_unknown_config_key() -> None:
 def test_bad_config_value() -> None:
     result = squall("examples/word_count.py", "--duration", "1", "-c", "worker.batch.size=0")
     assert_one_clear_error(result, "worker.batch.size", "0")
+
+
+PRINTER = """
+from topology import Bolt, Spout, TopologyBuilder
+
+class Numbers(Spout):
+    outputs = ["n"]
+    def open(self, conf, context):
+        self.n = 0
+    def next_tuple(self):
+        if self.n < 4:
+            self.n += 1
+            self.emit([self.n], msg_id=self.n)
+
+class Loud(Bolt):
+    def prepare(self, conf, context):
+        print("loud ready", context.task_id, flush=True)
+    def process(self, tup):
+        print("loud got", tup.values[0], flush=True)
+        if tup.values[0] == FAIL_AT:
+            raise RuntimeError(f"boom at {tup.values[0]}")
+
+b = TopologyBuilder("loud")
+b.set_spout("numbers", Numbers())
+b.set_bolt("loud", Loud()).shuffle_grouping("numbers")
+topology = b.build(config={"topology.workers": 2, "topology.acker.executors": 0})
+"""
+
+
+def kept_logs(stderr: str) -> str | None:
+    for line in stderr.splitlines():
+        if "worker logs kept in " in line:
+            return line.rsplit("worker logs kept in ", 1)[1].strip()
+    return None
+
+
+@pytest.mark.timeout(60)
+def test_worker_output_streams_prefixed_and_a_failed_run_keeps_its_logs(tmp_path: Path) -> None:
+    path = write(tmp_path, PRINTER.replace("FAIL_AT", "3"), "loud_topology.py")
+    result = squall(path, "--duration", "4", "--no-ui", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    # "loud" is the only component task of its worker: its output is labelled with it.
+    task = next(line for line in lines if "loud ready" in line).split("]")[0][1:]
+    assert task.startswith("loud:"), lines
+    for n in (1, 2, 3, 4):
+        assert f"[{task}] loud got {n}" in lines, result.stderr
+    traceback = [line for line in lines if line.startswith(f"[{task}] ")]
+    assert any("Traceback (most recent call last):" in line for line in traceback)
+    assert f"[{task}] RuntimeError: boom at 3" in lines
+    assert any(line.startswith("[worker ") and "running tasks" in line for line in lines)
+    summary = json.loads(result.stdout)  # stdout stays the summary alone
+    assert summary["errors"] == ["loud: RuntimeError: boom at 3"]
+    logs = kept_logs(result.stderr)
+    assert logs is not None, result.stderr
+    try:
+        kept = sorted(p.name for p in Path(logs).glob("*/worker-*.log"))
+        assert len(kept) == 2, kept
+        text = "".join(p.read_text() for p in Path(logs).glob("*/worker-*.log"))
+        assert "boom at 3" in text
+        assert sorted(p.name for p in Path(logs).parent.iterdir()) == ["logs"]
+    finally:
+        import shutil
+
+        shutil.rmtree(Path(logs).parent, ignore_errors=True)
+
+
+@pytest.mark.timeout(60)
+def test_quiet_streams_nothing_and_a_clean_run_keeps_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, PRINTER.replace("FAIL_AT", "None"), "quiet_topology.py")
+    result = squall(path, "--duration", "3", "--no-ui", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "loud got" not in result.stderr and "[worker " not in result.stderr
+    assert kept_logs(result.stderr) is None
+    loud = squall(path, "--duration", "3", "--no-ui")
+    assert "loud got 4" in loud.stderr and kept_logs(loud.stderr) is None
+
+
+def test_a_missing_requirements_file_is_one_clear_error(tmp_path: Path) -> None:
+    missing = str(tmp_path / "requirements.txt")
+    assert_one_clear_error(squall("examples/word_count.py", "--requirements", missing),
+                           missing, "cannot read")

@@ -217,6 +217,32 @@ def test_unknown_key_gets_a_hint(tmp_path: Path) -> None:
         Config.load(write(tmp_path, "[nimbus]\nprot = 1\n"), env={})
 
 
+@pytest.mark.parametrize("typo, meant", [
+    ("topology.max.spout.pendin", "topology.max.spout.pending"),   # a character missing
+    ("topology.workerss", "topology.workers"),                     # one too many
+    ("topology.debgu", "topology.debug"),                          # two swapped
+    ("topology.message.timeout.sec", "topology.message.timeout.secs"),
+    ("topology.tick.tuple.freq.sacs", "topology.tick.tuple.freq.secs"),  # one replaced
+])
+def test_a_user_key_one_edit_from_a_known_key_is_kept_with_a_warning(
+        typo: str, meant: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="cluster.config"):
+        conf = Config.load(overrides={typo: 5}, env={})
+    assert conf[typo] == 5  # still the user's own key
+    (record,) = caplog.records
+    assert f"config key {typo!r}" in record.getMessage()
+    assert f"did you mean {meant!r}?" in record.getMessage()
+
+
+@pytest.mark.parametrize("key", ["topology.myapp.db", "topology.workers.extra",
+                                 "topology.max.spout.pending.x2"])
+def test_user_keys_farther_from_known_ones_get_no_warning(
+        key: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="cluster.config"):
+        Config.load(overrides={key: 1}, env={})
+    assert caplog.records == []
+
+
 def test_unknown_key_without_near_match_has_no_hint() -> None:
     with pytest.raises(ConfigError) as info:
         Config.load(overrides={"zzzzzz": 1}, env={})

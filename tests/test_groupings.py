@@ -189,3 +189,12 @@ def test_unknown_grouping_kind_is_named() -> None:
 def test_no_target_tasks_is_an_error() -> None:
     with pytest.raises(TopologyError, match="'src' has no target tasks"):
         chooser("shuffle", tasks=[])
+
+
+def test_a_one_field_fields_chooser_says_how_to_inline_it() -> None:
+    choose = chooser("fields", fields=["word"])
+    key, by_hash = choose.key, choose.by_hash  # type: ignore[attr-defined]
+    for word in (f"w{i}" for i in range(200)):
+        values = [word, 1]
+        assert by_hash[hash(values[key]) % len(by_hash)] == choose(values)
+    assert not hasattr(chooser("fields", fields=["word", "n"]), "key")  # two fields: no

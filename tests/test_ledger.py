@@ -1,4 +1,4 @@
-"""AckerLedger and RotatingMap: pure logic, every message order."""
+"""AckerLedger: pure logic, every message order, and forgetting trees by rotation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import random
 import pytest
 
 from acker.ledger import ACK, FAIL, AckerLedger, Outcome
-from acker.rotating import RotatingMap
 
 # --- AckerLedger --------------------------------------------------------------------------------
 
@@ -173,64 +172,32 @@ def test_rotate_returns_only_the_oldest_bucket() -> None:
     assert ledger.rotate() == [2]
 
 
-# --- RotatingMap --------------------------------------------------------------------------------
-
-
-def test_rotating_map_needs_two_buckets() -> None:
+def test_a_ledger_needs_two_buckets() -> None:
     with pytest.raises(ValueError, match="at least 2 buckets, got 1"):
-        RotatingMap(1)
+        AckerLedger(1)
 
 
-def test_rotating_map_put_get_pop_contains_len_iter() -> None:
-    m: RotatingMap[str, int] = RotatingMap(3)
-    m.put("a", 1)
-    m.put("b", 2)
-    assert m.get("a") == 1
-    assert m.get("zz", 99) == 99
-    assert "b" in m and "zz" not in m
-    assert len(m) == 2
-    assert sorted(m) == ["a", "b"]
-    assert m.pop("a") == 1
-    assert m.pop("a", "gone") == "gone"
-    assert len(m) == 1
+def test_a_batch_finishes_many_trees_in_any_order() -> None:
+    ledger = AckerLedger()
+    acked, failed = ledger.apply([(1, 0xA, 5), (2, 0xB, 6)], {1: 0xA, 3: 0xC}, [2])
+    assert acked == [(1, 5)] and failed == [(2, 6)]
+    assert len(ledger) == 1  # root 3: an ack waiting for its init
+    assert ledger.apply([(3, 0xC, 7)]) == ([(3, 7)], [])
 
 
-def test_rotating_map_stores_falsy_values() -> None:
-    m: RotatingMap[str, object] = RotatingMap(2)
-    m.put("none", None)
-    m.put("zero", 0)
-    assert "none" in m
-    assert m.get("zero", 5) == 0
-    assert m.pop("none", "missing") is None
+def test_rotation_forgets_entries_in_the_order_they_came() -> None:
+    ledger = AckerLedger(buckets=2)
+    ledger.init(1, 0xA, 3)
+    ledger.ack(1, 0x1)  # still pending
+    ledger.rotate()
+    ledger.init(2, 0xB, 3)
+    ledger.ack(9, 0x9)
+    assert ledger.rotate() == [1]
+    assert ledger.rotate() == [2, 9]
 
 
-def test_rotating_map_expires_after_n_rotations() -> None:
-    m: RotatingMap[str, int] = RotatingMap(3)
-    m.put("a", 1)
-    assert m.rotate() == {}
-    assert m.rotate() == {}
-    assert m.rotate() == {"a": 1}
-    assert "a" not in m
-
-
-def test_rotating_map_put_again_renews_the_entry() -> None:
-    m: RotatingMap[str, int] = RotatingMap(2)
-    m.put("a", 1)
-    m.rotate()
-    m.put("a", 2)  # moved to the newest bucket, not duplicated
-    assert len(m) == 1
-    assert m.rotate() == {}
-    assert m.get("a") == 2
-    assert m.rotate() == {"a": 2}
-    assert len(m) == 0
-
-
-def test_rotating_map_pop_finds_entries_in_old_buckets() -> None:
-    m: RotatingMap[int, str] = RotatingMap(4)
-    for i in range(4):
-        m.put(i, str(i))
-        m.rotate()
-    # 0 expired already on the 4th rotation; 1..3 live in older buckets.
-    assert 0 not in m
-    assert [m.pop(i) for i in (1, 2, 3)] == ["1", "2", "3"]
-    assert len(m) == 0
+def test_an_init_that_already_holds_every_ack_completes_at_once() -> None:
+    # A worker that saw the whole tree between two flushes folds its acks into the init.
+    ledger = AckerLedger()
+    assert ledger.init(4, 0, spout_task=2) == Outcome(ACK, 4, 2)
+    assert len(ledger) == 0

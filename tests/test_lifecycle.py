@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from cluster.status import Status, status_of_record
 from nimbus.lifecycle import (
     EVENTS,
     STATES,
@@ -133,7 +134,8 @@ def test_kill_and_rebalance_need_a_wait(event: str, wait: float | None) -> None:
 @pytest.mark.parametrize("status", [KILLED, REB_ACTIVE])
 def test_timeout_done_before_the_deadline_is_refused(status: TopologyStatus) -> None:
     assert status.deadline is not None
-    with pytest.raises(LifecycleError, match=f"the wait of the {status.name} topology ends at"):
+    expected = f"the wait of the {status.name.lower()} topology ends at"
+    with pytest.raises(LifecycleError, match=expected):
         transition(status, "timeout-done", status.deadline - 0.001)
 
 
@@ -161,13 +163,42 @@ def test_status_round_trips_through_json(status: TopologyStatus) -> None:
 
 
 def test_status_dict_shape() -> None:
-    assert ACTIVE.to_dict() == {"name": "active"}
+    assert ACTIVE.to_dict() == {"name": "ACTIVE"}
     assert REB_ACTIVE.to_dict() == {
-        "name": "rebalancing",
+        "name": "REBALANCING",
         "deadline": 1010.0,
         "wait_secs": 10.0,
-        "previous": "active",
+        "previous": "ACTIVE",
     }
+
+
+def test_states_are_the_one_status_enum_and_old_records_stay_valid() -> None:
+    """Lifecycle records were stored in lower case before the status enum: they still read,
+    as the same status, and are written in the enum's (stored, Storm's) spelling."""
+    assert set(STATES) == set(Status) and ACTIVE.name is Status.ACTIVE
+    old = {"name": "rebalancing", "deadline": 5.0, "wait_secs": 1.0, "previous": "inactive"}
+    status = TopologyStatus.from_dict(old)
+    assert (status.name, status.previous) == (Status.REBALANCING, Status.INACTIVE)
+    assert status.to_dict()["name"] == "REBALANCING" == Status.REBALANCING
+    assert json.dumps(status.to_dict()["previous"]) == '"INACTIVE"'
+
+
+@pytest.mark.parametrize("value", ["active", "ACTIVE", "Active"])
+def test_status_parse_reads_either_case(value: str) -> None:
+    assert Status.parse(value) is Status.ACTIVE
+
+
+@pytest.mark.parametrize("value", ["paused", "", None, 3, "ACTIVE "])
+def test_status_parse_refuses_other_values_naming_them(value: object) -> None:
+    with pytest.raises(ValueError, match=f"unknown topology status {value!r}"):
+        Status.parse(value)
+
+
+def test_status_of_record_tolerates_bad_records() -> None:
+    assert status_of_record({"status": "KILLED"}) is Status.KILLED
+    assert status_of_record({"status": "nonsense"}) is None
+    assert status_of_record({}) is None
+    assert [s for s in Status if s.spouts_run] == [Status.ACTIVE]
 
 
 @pytest.mark.parametrize(
@@ -186,7 +217,7 @@ def test_status_dict_shape() -> None:
         ),
         (
             {"name": "rebalancing", "deadline": 1.0, "wait_secs": 1.0, "previous": "killed"},
-            "returns to active or inactive, got 'killed'",
+            "returns to active or inactive, got 'KILLED'",
         ),
         ({"name": "inactive", "previous": "active"}, "an inactive topology has no previous state"),
     ],

@@ -47,6 +47,7 @@ from polling import wait_for
 
 from cli.daemons import Daemon, toml_config
 from cluster.config import Config
+from cluster.processes import stop_processes
 from cluster.zkserver import ZooKeeperServer
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -171,7 +172,8 @@ class Net:
         return None
 
     def kill_all(self, name: str) -> list[int]:
-        """SIGKILL every process in namespace `name`; return their pids."""
+        """SIGKILL every process in namespace `name` (a host dying: no SIGTERM first, unlike
+        cluster.processes.stop_processes); return their pids."""
         pids = self.pids(name) if self.namespaces[name] in self.made else []
         procs = []
         for pid in pids:
@@ -204,11 +206,10 @@ def kill_mentioning(directory: Path) -> None:
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             if proc.pid != os.getpid() and any(marker in a for a in proc.info["cmdline"] or ()):
-                proc.kill()
                 procs.append(proc)
         except psutil.Error:
             pass
-    psutil.wait_procs(procs, timeout=5)
+    stop_processes(procs, 0, "leftover")
 
 
 class NetnsCluster(ProcessCluster):

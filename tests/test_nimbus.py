@@ -93,7 +93,7 @@ def test_submit_stores_code_meta_and_an_even_assignment(start_nimbus, states, pa
     assert tid.startswith("numbers-") and len(tid.rsplit("-", 1)[1]) == 6
 
     meta = view.topology(tid)
-    assert meta["status"] == "ACTIVE" and meta["lifecycle"] == {"name": "active"}
+    assert meta["status"] == "ACTIVE" and meta["lifecycle"] == {"name": "ACTIVE"}
     assert meta["code_version"] == 1 and meta["owner"] and meta["submitted"] > 0
     assert meta["num_workers"] == 2 and meta["num_ackers"] == 2 and meta["num_tasks"] == 7
     assert meta["components"]["double"]["parallelism"] == 3

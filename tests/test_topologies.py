@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from polling import wait_for
 
+from cluster.records import aggregate_components
 from topology import Bolt, CustomGrouping, LocalCluster, Spout, Topology, TopologyBuilder
 from topology.testing import CompleteResult, complete_topology
-from worker.stats import aggregate_components
 
 pytestmark = pytest.mark.timeout(60)
 

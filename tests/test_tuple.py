@@ -82,3 +82,13 @@ def test_context_component_tasks_sorted_and_copied() -> None:
 @pytest.mark.parametrize("task,index", [(4, 0), (5, 1), (6, 2)])
 def test_context_task_index(task: int, index: int) -> None:
     assert context(task).task_index == index
+
+
+def test_the_worker_sets_every_slot_init_sets() -> None:
+    # worker.executor.BoltExecutor._execute builds Tuples without __init__: if a slot is
+    # added here, reading it on a tuple built that way must not fail.
+    info = StreamInfo("split", "default", ("word",))
+    built = object.__new__(Tuple)
+    built.task, built._info, built.values, built.id, built._ackval = 3, info, ["w"], (), 0
+    for name in Tuple.__slots__:
+        assert getattr(built, name) == getattr(Tuple(["w"], 3, info), name)

@@ -149,7 +149,9 @@ def test_topology_page_components_and_growing_counts(ui: Ui) -> None:
         assert 0 < bolt["capacity"] < 1.5
     assert bolts["split"]["emitted"] > bolts["split"]["executed"]  # sentences -> words
     windows = {s["window"]: s for s in t["topologyStats"]}
-    assert set(windows) == {"600", ":all-time"} and windows["600"]["windowPretty"] == "10m 0s"
+    assert list(windows) == ["600", "10800", "86400", ":all-time"]
+    assert [w["windowPretty"] for w in windows.values()] == \
+        ["10m 0s", "3h 0m 0s", "1d 0h 0m 0s", "All time"]
     assert windows[":all-time"]["acked"] > 0 and windows[":all-time"]["completeLatency"] > 0
     assert len(t["workers"]) == 2
     assert sum(w["executorsTotal"] for w in t["workers"]) == 12
@@ -165,19 +167,28 @@ def test_component_pages(ui: Ui) -> None:
     split = ui.get(f"/api/v1/topology/{ui.tid}/component/split")
     assert split["componentType"] == "bolt" and split["topologyId"] == ui.tid
     assert (split["executors"], split["tasks"]) == (4, 4)
-    assert [w["window"] for w in split["boltStats"]] == ["600", ":all-time"]
+    assert [w["window"] for w in split["boltStats"]] == ["600", "10800", "86400", ":all-time"]
     assert len(split["executorStats"]) == 4
     assert all(e["executed"] > 0 and e["port"] for e in split["executorStats"])
+    assert all(e["workerLogLink"] is None for e in split["executorStats"])  # no log server
     (inputs,) = split["inputStats"]
     assert {k: inputs[k] for k in ("component", "stream", "grouping", "fields")} == \
         {"component": "sentences", "stream": "default", "grouping": "shuffle", "fields": []}
     assert inputs["executed"] > 0  # per input stream
+    assert {"acked", "failed", "executeLatency", "processLatency"} <= set(inputs)
     (output,) = split["outputStats"]
     assert output["stream"] == "default" and output["transferred"] == output["emitted"] > 0
     spout = ui.get(f"/api/v1/topology/{ui.tid}/component/sentences?window=600")
     assert spout["componentType"] == "spout" and spout["window"] == "600"
     assert spout["spoutSummary"][0]["completeLatency"] > 0
     assert all("completeLatency" in e for e in spout["executorStats"])
+    (out,) = spout["outputStats"]
+    assert {"stream", "emitted", "transferred", "completeLatency", "acked", "failed"} <= set(out)
+    for window in ("10800", "86400"):
+        long = ui.get(f"/api/v1/topology/{ui.tid}/component/split?window={window}")
+        assert long["window"] == window and long["executorStats"]
+        stats = {w["window"]: w for w in long["boltStats"]}
+        assert 0 < stats[window]["executed"] <= stats[":all-time"]["executed"]
 
 
 def test_component_errors(ui: Ui) -> None:
@@ -188,9 +199,12 @@ def test_component_errors(ui: Ui) -> None:
     c = ui.get(f"/api/v1/topology/{ui.tid}/component/count")
     (e,) = c["componentErrors"]
     assert e["error"] == "ValueError: bad word" and e["errorHost"] == "127.0.0.1"
-    assert e["errorPort"] == 6700 and e["time"] == when and 0 <= e["errorLapsedSecs"] < 60
+    assert e["errorPort"] == 6700 and e["errorTime"] == e["time"] == when
+    assert 0 <= e["errorLapsedSecs"] < 60 and e["errorTraceback"] == "Traceback ..."
     bolt = next(b for b in topology(ui)["bolts"] if b["boltId"] == "count")
     assert bolt["lastError"] == "ValueError: bad word" and bolt["errorPort"] == 6700
+    assert bolt["errorTime"] == when and 0 <= bolt["errorLapsedSecs"] < 60
+    assert bolt["lastErrorTraceback"] == "Traceback ..."
     assert topology(ui)["recentErrors"][0]["component"] == "count"
 
 
@@ -218,10 +232,22 @@ def test_metrics_parse(ui: Ui) -> None:
     assert sum(s.value for s in spout) > 0
     assert sum(s.value for s in families["squall_acked"].samples) > 0
     assert families["squall_capacity"].type == "gauge"
-    latency = families["squall_complete_latency_seconds"]
-    assert latency.type == "summary"
-    assert {s.labels.get("quantile") for s in latency.samples} >= {"0.5", "0.99"}
-    assert any(s.name.endswith("_count") and s.value > 0 for s in latency.samples)
+    for name in ("squall_complete_latency_seconds", "squall_execute_latency_seconds"):
+        latency = families[name]
+        assert latency.type == "histogram"
+        by_task: dict[str, dict[str, float]] = {}
+        for sample in latency.samples:
+            labels = sample.labels
+            key = sample.name.rsplit("_", 1)[-1] + labels.get("le", "")
+            by_task.setdefault(labels["task"], {})[key] = sample.value
+        assert by_task and any(t["count"] > 0 for t in by_task.values())
+        for t in by_task.values():  # a complete histogram per task: +Inf is the count
+            assert t["bucket+Inf"] == t["count"]
+    complete = families["squall_complete_latency_seconds"].samples
+    edges = sorted({s.labels["le"] for s in complete if "le" in s.labels}, key=float)
+    assert len(edges) == 19  # the same buckets for every task: they add up across tasks
+    summed = [sum(s.value for s in complete if s.labels.get("le") == le) for le in edges]
+    assert summed == sorted(summed) and 0 < summed[-1]
     assert len(families["squall_worker_rss_bytes"].samples) == 2
     assert families["squall_topology_info"].samples[0].labels["status"] == "ACTIVE"
 
@@ -275,7 +301,12 @@ MALFORMED = [
     ("GET", "/api/v1/topology/no-such-id", None, {}, 404),
     ("GET", "/api/v1/topology/{tid}/component/nope", None, {}, 404),
     ("GET", "/api/v1/topology/{tid}/whatever/else/here", None, {}, 404),
-    ("GET", "/api/v1/topology/{tid}?window=86400", None, {}, 400),
+    ("GET", "/api/v1/topology/{tid}?window=86401", None, {}, 400),
+    ("GET", "/api/v1/topology/{tid}/metrics?window=1", None, {}, 400),
+    ("GET", "/api/v1/topology/{tid}/visualization?sys=2", None, {}, 400),
+    ("GET", "/api/v1/topology-workers/no-such-id", None, {}, 404),
+    ("GET", "/api/v1/topology/no-such-id/metrics", None, {}, 404),
+    ("GET", "/api/v1/topology/no-such-id/visualization", None, {}, 404),
     ("GET", "/api/v1/topology/{tid}?sys=maybe", None, {}, 400),
     ("GET", "/api/v1/topology/{tid}/component/split?window=x", None, {}, 400),
     ("GET", "/api/v1/topology/%ff%fe", None, {}, 400),

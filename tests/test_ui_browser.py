@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,16 +48,21 @@ def _require_browser() -> Any:
 
 
 @pytest.fixture(scope="module")
-def dashboard() -> Iterator[tuple[str, str]]:
+def local() -> Iterator[tuple[str, str, LocalCluster]]:
     topology = load_topology_file(str(ROOT / "examples" / "word_count.py"))
     with LocalCluster({"cluster.secret": SECRET}) as cluster:
         tid = cluster.submit(topology)
         server, url = serve_local(cluster, sample_secs=0.5)
         try:
             cluster.wait_running("word-count")
-            yield url, tid
+            yield url, tid, cluster
         finally:
             server.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(local: tuple[str, str, LocalCluster]) -> tuple[str, str]:
+    return local[0], local[1]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +95,43 @@ def test_a_wrong_secret_is_refused_and_forgotten(dashboard: tuple[str, str],
     assert page.evaluate("sessionStorage.getItem('squall.secret')") is None
     with urllib.request.urlopen(f"{url}api/v1/topology/{tid}") as r:
         assert json.load(r)["status"] == "ACTIVE"
+    page.close()
+
+
+def test_supervisors_windows_tracebacks_and_metrics_show(
+        local: tuple[str, str, LocalCluster], browser: Any) -> None:
+    url, tid, cluster = local
+    trace = ("Traceback (most recent call last):\n  File \"count.py\", line 9, in process\n"
+             "ValueError: bad word 'x'\n")
+    cluster.state.report_error(tid, "count", {
+        "component": "count", "task": 7, "time": time.time(), "host": "127.0.0.1",
+        "port": 6700, "error": "ValueError: bad word 'x'", "traceback": trace})
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.set_default_timeout(15000)
+    page.goto(url)
+    page.wait_for_selector("tr[data-supervisor] .badge.alive")
+    page.goto(f"{url}#/topology/{tid}")
+    page.wait_for_selector('tr[data-component="split"]')
+    assert [b.inner_text() for b in page.locator(".toggle button").all()] == \
+        ["10 min", "3 h", "1 day", "All time"]
+    page.click('.toggle button[data-window="10800"]')
+    page.wait_for_selector('.toggle button.on[data-window="10800"]')
+    page.wait_for_selector("details.traceback summary")  # recent errors: the line, folded
+    page.goto(f"{url}#/topology/{tid}/component/count")
+    page.wait_for_selector("#crumbs span:text-is('count')")  # the component's view is up
+    errors = page.locator("#view")
+    summary = errors.locator("details.traceback summary").first
+    assert summary.inner_text().endswith("ValueError: bad word 'x'")
+    assert not errors.locator("details.traceback pre").first.is_visible()
+    summary.click()
+    assert errors.locator("details.traceback pre").first.inner_text().rstrip("\n") == \
+        trace.rstrip("\n")
+    assert "registers no metrics" in page.locator("section.panel", has_text="Metrics").inner_text()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-component.png"), full_page=True)
+    assert not problems, problems
     page.close()
 
 

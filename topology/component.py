@@ -33,6 +33,10 @@ class Component:
 
     #: fields of the "default" stream, or {stream_id: [fields]}
     outputs: Outputs = ()
+    #: the executor the worker runs this component's tasks with: None for the worker's own
+    #: spout/bolt executor, else "package.module:ClassName" (or the class) of a subclass of
+    #: worker.executor.Executor. A string keeps this layer from importing the worker's.
+    executor_factory: Any = None
 
     def _attach(self, collector: Any) -> None:
         """Bind this instance's emit/ack/fail to the worker's collector (called by the worker)."""

@@ -103,12 +103,20 @@ def _fields(tasks: list[int], indexes: list[int]) -> Chooser:
         def choose_one(values: Sequence[Any]) -> list[int]:
             return singles[hash(values[i]) % n]
 
-        return choose_one
+        return keyed(choose_one, i, singles)
 
     def choose_many(values: Sequence[Any]) -> list[int]:
         return singles[hash(tuple([values[i] for i in indexes])) % n]
 
     return choose_many
+
+
+def keyed(chooser: Chooser, key: int, by_hash: list[list[int]]) -> Chooser:
+    """Mark a one-field fields chooser, so that a caller may inline it (the worker's emit
+    does): its targets for `values` are `by_hash[hash(values[key]) % len(by_hash)]`."""
+    chooser.key = key  # type: ignore[attr-defined]
+    chooser.by_hash = by_hash  # type: ignore[attr-defined]
+    return chooser
 
 
 def _partial_key(tasks: list[int], indexes: list[int]) -> Chooser:

@@ -1,12 +1,25 @@
 """`LocalCluster`: run topologies on this machine without ZooKeeper.
 
-The same worker processes and ZeroMQ transport as a real cluster; only the cluster state
-(assignments, heartbeats, errors) lives in this process. The cluster talks to its workers
-over the same control channel a supervisor uses, from one background thread.
+It is the real cluster in one process: a `nimbus.daemon.Nimbus` (without its HTTP API) and a
+`supervisor.daemon.Supervisor`, each on its own client of one in-memory cluster state
+(`cluster.memstore`), each run by a background thread. So local mode, `complete_topology` and
+every local test go through the production scheduler, lifecycle, liveness and supervisor:
+the same placement, versions, heartbeat handling, crash back-off and worker stopping. What is
+local is only the glue: the supervisor offers ports as topologies need them (a topology's
+workers get free ports when it is submitted, and give them back when it is killed), and the
+calls below wait for what they started to be done.
 
-No worker outlives the cluster: `shutdown()` (also run by `with`, at interpreter exit and
-on SIGTERM handled by the caller) stops them, and a worker whose parent disappears (the
-caller was killed with -9) notices within a second and exits on its own.
+No worker outlives the cluster: `shutdown()` (also run by `with`, at interpreter exit and on
+SIGTERM handled by the caller) stops them, and a worker whose parent disappears (the caller
+was killed with -9) notices within a second and exits on its own (`--parent-pid`).
+
+Workers write their logs (their own records, their components' `print()` and tracebacks)
+under `logs_dir` (cluster.logfiles' layout), which `squall local` streams to the terminal.
+The cluster's directory is removed at shutdown, except `logs_dir` when `keep_logs` is set
+or the `with` block ended with an exception: a failed run keeps its logs, and says where.
+
+The daemons are imported when a cluster is made: they sit above this package, which only
+names the class (`from topology import LocalCluster`).
 """
 
 from __future__ import annotations
@@ -23,37 +36,16 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import cloudpickle
-
 from topology.builder import validate
 from topology.errors import SquallError, TopologyError
 from topology.model import Topology
-from topology.placement import distribute_tasks
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_SECS = 5.0
-
-
-class LocalTopology:
-    """What the local cluster knows of one running topology."""
-
-    def __init__(self, topology_id: str, topology: Topology, conf: dict[str, Any]) -> None:
-        self.id = topology_id
-        self.name = topology.name
-        self.topology = topology
-        self.conf = conf
-        self.assignment: dict[str, Any] = {}
-        self.workers: dict[int, Any] = {}  # port -> Popen
-        self.heartbeats: dict[int, dict[str, Any]] = {}
-        self.errors: list[dict[str, Any]] = []
-        self.dumps: dict[int, dict[str, Any]] = {}
-        self.restarts = 0
-        self.started_at: dict[int, float] = {}  # port -> when its worker was started
-        self.quick_exits: dict[int, int] = {}  # port -> deaths in a row soon after start
-        self.not_before: dict[int, float] = {}  # port -> earliest restart (crash back-off)
-        self.code_path = ""
-        self.started = time.time()
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0  # for the in-process nimbus to lead (it is the only candidate)
+SETTLE_TIMEOUT = 30.0  # for a killed topology's workers to be stopped
+POLL = 0.01
 
 
 class LocalCluster:
@@ -61,39 +53,74 @@ class LocalCluster:
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         from cluster.config import Config
-        from cluster.memstore import MemoryClusterState
-        from worker.control import ControlServer
-        from worker.wire import secret_key
+        from cluster.memstore import MemoryBackend, MemoryClusterState
+        from nimbus.daemon import Nimbus
+        from supervisor.daemon import Supervisor
 
         self.conf = Config.from_mapping(dict(config or {}))
-        # The same records nimbus and supervisors keep in ZooKeeper, in memory: what the
-        # dashboard and `status` read in local mode.
-        self.state = MemoryClusterState()
-        self.supervisor_id = f"local-{os.getpid()}"
-        self.host = "127.0.0.1"
         self.dir = tempfile.mkdtemp(prefix="squall-local-")
-        self._secret = self.conf.get("cluster.secret") or secrets.token_hex(16)
-        self._server = ControlServer(f"ipc://{self.dir}/control.sock", secret_key(self._secret))
+        self.logs_dir = os.path.join(self.dir, "logs")
+        self.keep_logs = False  # shutdown() leaves logs_dir in place
+        # The daemons' config: a secret for code signing and worker traffic even when the
+        # user gave none (a random one per cluster), and loopback for the workers.
+        internal = self.conf.with_overrides({
+            "cluster.secret": self.conf["cluster.secret"] or secrets.token_hex(16),
+            "supervisor.host": HOST,
+        })
+        backend = MemoryBackend()
+        self.state = MemoryClusterState(backend)  # what the dashboard and status() read
+        self.supervisor_id = f"local-{os.getpid()}"
         self._lock = threading.RLock()
-        self._outgoing: list[tuple[str, dict[str, Any]]] = []
-        self._topologies: dict[str, LocalTopology] = {}
+        self._ports: dict[str, list[int]] = {}  # topology id -> the ports offered for it
+        self._ids: dict[str, str] = {}  # name -> id of the topologies submitted here
         self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="squall-local", daemon=True)
-        self._thread.start()
+        self._supervisor = Supervisor(
+            internal, kill_workers=True, state_factory=lambda _c: MemoryClusterState(backend),
+            home=self.dir, supervisor_id=self.supervisor_id, slots=[],
+            parent_pid=os.getpid(), worker_sys_path=sys.path, hostname=HOST, upload_every=0,
+            serve_logs=False)
+        self._nimbus = Nimbus(internal, state_factory=lambda _c: MemoryClusterState(backend),
+                              api=False)
+        self._threads: list[threading.Thread] = []
+        try:
+            self._supervisor.start()
+            self._spawn_thread(self._supervisor.run, "squall-local-supervisor")
+            self._nimbus.start()
+            self._spawn_thread(self._nimbus.run, "squall-local-nimbus")
+            self._wait(lambda: self._nimbus.leading, START_TIMEOUT, "the local nimbus to lead")
+        except BaseException:
+            self.shutdown()
+            raise
         atexit.register(self.shutdown)
         log.info("local cluster: started in %s", self.dir)
+
+    def _spawn_thread(self, target: Any, name: str) -> None:
+        # Daemon threads: they must still run while atexit's shutdown() stops the workers.
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     # ------------------------------------------------------------ user API
 
     def __enter__(self) -> LocalCluster:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, Exception) and not self.keep_logs:
+            self.keep_logs = True
+            if os.path.isdir(self.logs_dir):
+                log.warning("local cluster: failed with %s; worker logs kept in %s",
+                            exc_type.__name__, self.logs_dir)
         self.shutdown()
 
     def submit(self, topology: Topology, name: str | None = None,
                config: Mapping[str, Any] | None = None) -> str:
         """Start `topology` (under `name` if given); returns its topology id."""
+        from cluster.meta import current_user
+        from nimbus.protocol import BadRequest
+        from nimbus.submission import demand
+        from worker.launcher import free_ports
+
         if not isinstance(topology, Topology):
             raise TopologyError(f"submit() takes a built Topology, not {type(topology).__name__}")
         if name is not None and name != topology.name:
@@ -103,103 +130,134 @@ class LocalCluster:
             raise TopologyError(f"topology {topology.name!r}: " + "; ".join(problems))
         with self._lock:
             self._check_open()
-            if topology.name in self._topologies:
+            if self._find(topology.name) is not None:
                 raise SquallError(f"topology {topology.name!r} is already running")
-            conf = self.conf.with_overrides({**topology.config, **dict(config or {})}).to_dict()
-            topology_id = f"{topology.name}-{int(time.time())}-{secrets.token_hex(3)}"
-            local = LocalTopology(topology_id, topology, conf)
-            self._assign(local)
-            local.code_path = os.path.join(self.dir, f"{topology_id}.code")
-            with open(local.code_path, "wb") as f:
-                cloudpickle.dump({"topology": topology, "conf": conf}, f)
-            self._topologies[topology.name] = local
-            self._publish(local)
-            for port in sorted(local.workers):
-                self._spawn(local, port)
-        log.info("local cluster: submitted %s with %d workers", topology_id, len(local.workers))
-        return topology_id
+            try:
+                reply = self._nimbus.submit_topology(topology, None, dict(config or {}),
+                                                     current_user())
+            except BadRequest as e:
+                raise TopologyError(str(e)) from None
+            tid = str(reply["id"])
+            self._ids[topology.name] = tid
+            meta = self.state.topology(tid) or {}
+            # The topology's own slots, then the round that assigns them.
+            self._ports[tid] = free_ports(demand(meta).target_workers(), HOST)
+            self._offer_ports()
+            self._nimbus.tick()
+        log.info("local cluster: submitted %s on ports %s", tid, self._ports[tid])
+        return tid
 
     def kill(self, name: str, wait: float = 0.0) -> None:
         """Deactivate, wait `wait` seconds for in-flight tuples, then stop the workers."""
-        local = self._get(name)
+        tid = self._get(name)["id"]
+        with self._lock:
+            self._nimbus.kill(name, wait)
         if wait > 0:
-            self.deactivate(name)
             time.sleep(wait)  # the documented grace period, not synchronisation
+            self._nimbus.tick()  # the deadline is over: removed now, not at the next round
+        self._wait(lambda: self.state.topology(tid) is None, wait + SETTLE_TIMEOUT,
+                   f"{name!r} to be removed")
+        mark = self._supervisor.mark()
+        self._wait(lambda: self._supervisor.settled(tid, mark), SETTLE_TIMEOUT,
+                   f"the workers of {name!r} to stop")
         with self._lock:
-            self._topologies.pop(name, None)
-            meta = self.state.topology(local.id) or {}
-            self.state.set_topology(local.id, {**meta, "status": "KILLED"})
-        self._stop_workers(local)
-        with self._lock:
-            self.state.remove_topology(local.id)
-            self._register_supervisor()
-        if local.code_path and os.path.exists(local.code_path):
-            os.unlink(local.code_path)
-        log.info("local cluster: killed %s", local.id)
+            self._ports.pop(tid, None)
+            if self._ids.get(name) == tid:
+                del self._ids[name]
+            self._offer_ports()
+        log.info("local cluster: killed %s", tid)
 
     def activate(self, name: str) -> None:
-        self._set_active(name, True)
+        self._get(name)
+        self._nimbus.activate(name)
 
     def deactivate(self, name: str) -> None:
-        self._set_active(name, False)
+        self._get(name)
+        self._nimbus.deactivate(name)
 
     def topologies(self) -> list[str]:
-        with self._lock:
-            return sorted(self._topologies)
+        return sorted(str(m.get("name")) for m in self.state.topologies().values())
 
     def status(self, name: str) -> dict[str, Any]:
         """The topology's state and its workers' latest heartbeats (copies)."""
-        local = self._get(name)
-        with self._lock:
-            return {
-                "id": local.id,
-                "name": local.name,
-                "status": "ACTIVE" if local.assignment.get("active") else "INACTIVE",
-                "workers": {port: dict(hb) for port, hb in local.heartbeats.items()},
-                "num_workers": len(local.workers),
-                "restarts": local.restarts,
-                "errors": list(local.errors),
-                "uptime": time.time() - local.started,
-            }
+        meta = self._get(name)
+        tid = meta["id"]
+        workers = self._assigned_workers(tid)
+        heartbeats = self.state.worker_heartbeats(tid)
+        errors = [e for es in self.state.errors(tid).values() for e in es]
+        return {
+            "id": tid,
+            "name": meta["name"],
+            "status": meta["status"],
+            "workers": {port: heartbeats[key] for key, port in workers.items()
+                        if key in heartbeats},
+            "num_workers": len(workers),
+            "restarts": self._supervisor.workers.restarts[tid],
+            "errors": sorted(errors, key=lambda e: e.get("time") or 0),
+            "uptime": time.time() - float(meta.get("submitted", time.time())),
+        }
 
     def worker_pids(self, name: str) -> dict[int, int]:
-        local = self._get(name)
-        with self._lock:
-            return {port: proc.pid for port, proc in local.workers.items()}
+        tid = self._get(name)["id"]
+        mine = set(self._supervisor.workers.ports_of(tid))
+        return {port: pid for port, pid in self._supervisor.worker_pids().items()
+                if port in mine}
 
     def wait_running(self, name: str, timeout: float = 30.0) -> None:
-        """Block until every worker of `name` runs its assignment."""
-        local = self._get(name)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                version = local.assignment["version"]
-                ready = all(
-                    local.heartbeats.get(port, {}).get("version") == version
-                    for port in local.workers
-                )
-            if ready:
-                return
-            time.sleep(0.02)
-        raise TimeoutError(f"topology {name!r}: workers not running after {timeout:g} s "
-                           f"(logs in {self.dir}/logs)")
+        """Block until every worker of `name` runs its current assignment."""
+        from cluster.assignment import worker_version
+
+        tid = self._get(name)["id"]
+
+        def running() -> bool:
+            assignment = self.state.assignment(tid)
+            if not assignment or not assignment.get("workers"):
+                return False
+            version = worker_version(assignment)
+            heartbeats = self.state.worker_heartbeats(tid)
+            return all(heartbeats.get(key, {}).get("version") == version
+                       for key in self._assigned_workers(tid))
+
+        try:
+            self._wait(running, timeout, f"{name!r} to run")
+        except TimeoutError:
+            raise TimeoutError(f"topology {name!r}: workers not running after {timeout:g} s "
+                               f"(logs in {self.logs_dir})") from None
+
+    def request_dumps(self, name: str, timeout: float = 10.0) -> dict[int, dict[str, Any]]:
+        """Ask every worker for what it captured (testing mode) and wait for the answers."""
+        return self._supervisor.request_dumps(self._get(name)["id"], timeout)
 
     def shutdown(self) -> None:
-        """Stop every topology and the cluster. Safe to call twice."""
-        if self._closed:
-            return
-        for name in self.topologies():
-            try:
-                self.kill(name)
-            except SquallError:
-                pass
-        self._closed = True
-        self._thread.join(timeout=5)
-        self._server.close()
+        """Stop every topology's workers and the cluster. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._nimbus.request_stop()
+        self._supervisor.stop(kill_workers=True)  # its loop stops every worker, then returns
+        for thread in self._threads:
+            thread.join(timeout=SETTLE_TIMEOUT)
+        self._nimbus.close()
         self.state.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._remove_dir()
         atexit.unregister(self.shutdown)
         log.info("local cluster: stopped")
+
+    def _remove_dir(self) -> None:
+        if not self.keep_logs or not os.path.isdir(self.logs_dir):
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        for entry in os.scandir(self.dir):
+            if entry.path == self.logs_dir:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
 
     # ---------------------------------------------------------- internals
 
@@ -207,159 +265,34 @@ class LocalCluster:
         if self._closed:
             raise SquallError("this LocalCluster has been shut down")
 
-    def _get(self, name: str) -> LocalTopology:
-        with self._lock:
-            local = self._topologies.get(name)
-        if local is None:
+    def _find(self, name: str) -> dict[str, Any] | None:
+        tid = self._ids.get(name)
+        meta = self.state.topology(tid) if tid is not None else None
+        if meta is not None:
+            return meta
+        for meta in self.state.topologies().values():  # e.g. removed and resubmitted
+            if meta.get("name") == name:
+                return meta
+        return None
+
+    def _get(self, name: str) -> dict[str, Any]:
+        meta = self._find(name)
+        if meta is None:
             raise SquallError(f"no topology named {name!r} is running")
-        return local
+        return meta
 
-    def _assign(self, local: LocalTopology) -> None:
-        from worker.launcher import free_ports
+    def _assigned_workers(self, tid: str) -> dict[str, int]:
+        """Worker key "host:port" -> port, for the topology's current assignment."""
+        workers = (self.state.assignment(tid) or {}).get("workers") or []
+        return {f"{w['host']}:{w['port']}": int(w["port"]) for w in workers}
 
-        tasks = local.topology.component_tasks(local.conf)
-        workers = [w for w in distribute_tasks(tasks, local.topology.num_workers(local.conf)) if w]
-        ports = free_ports(len(workers), self.host)
-        locations = {str(t): [self.host, port]
-                     for port, ts in zip(ports, workers, strict=True) for t in ts}
-        local.assignment = {"version": 1, "topology_id": local.id, "active": True,
-                            "tasks": locations}
-        local.workers = {port: None for port in ports}
+    def _offer_ports(self) -> None:
+        self._supervisor.set_slots(sorted(p for ports in self._ports.values() for p in ports))
 
-    def _publish(self, local: LocalTopology) -> None:
-        """Write the topology's record and assignment to the in-memory cluster state."""
-        from cluster.meta import ACTIVE, INACTIVE, topology_meta
-
-        a = local.assignment
-        status = ACTIVE if a["active"] else INACTIVE
-        self.state.set_topology(local.id, topology_meta(local.id, local.topology, local.conf,
-                                                        status, submitted=local.started))
-        workers: dict[int, list[int]] = {}
-        for task, (_, port) in a["tasks"].items():
-            workers.setdefault(port, []).append(int(task))
-        self.state.set_assignment(local.id, {
-            "topology_id": local.id, "version": a["version"],
-            "workers": [{"supervisor": self.supervisor_id, "host": self.host, "port": port,
-                         "tasks": sorted(tasks)} for port, tasks in sorted(workers.items())],
-        })
-        self._register_supervisor()
-
-    def _register_supervisor(self) -> None:
-        ports = sorted(p for t in self._topologies.values() for p in t.workers)
-        self.state.register_supervisor(self.supervisor_id, {
-            "host": self.host, "ports": ports, "hostname": self.host, "pid": os.getpid(),
-            "local": True,
-        })
-
-    def _spawn(self, local: LocalTopology, port: int) -> None:
-        from worker.launcher import spawn_worker
-
-        local.started_at[port] = time.monotonic()
-        local.workers[port] = spawn_worker(
-            topology_id=local.id, host=self.host, port=port, control=self._server.endpoint,
-            code_path=local.code_path, secret=self._secret,
-            log_path=os.path.join(self.dir, "logs", f"worker-{port}.log"),
-            parent_pid=os.getpid(), sys_path=sys.path,
-        )
-
-    def _set_active(self, name: str, active: bool) -> None:
-        local = self._get(name)
-        with self._lock:
-            a = local.assignment
-            local.assignment = {**a, "active": active, "version": a["version"] + 1}
-            self._publish(local)
-            for port in local.workers:
-                self._outgoing.append((f"{self.host}:{port}",
-                                       {"type": "assignment", "assignment": local.assignment}))
-
-    def request_dumps(self, name: str, timeout: float = 10.0) -> dict[int, dict[str, Any]]:
-        """Ask every worker for what it captured (testing mode) and wait for the answers."""
-        local = self._get(name)
-        with self._lock:
-            local.dumps = {}
-            for port in local.workers:
-                self._outgoing.append((f"{self.host}:{port}", {"type": "dump"}))
+    @staticmethod
+    def _wait(ready: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(local.dumps) == len(local.workers):
-                    return dict(local.dumps)
-            time.sleep(0.01)
-        raise TimeoutError(f"topology {name!r}: workers did not answer a dump request")
-
-    def _stop_workers(self, local: LocalTopology) -> None:
-        procs = [p for p in local.workers.values() if p is not None]
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + STOP_GRACE_SECS
-        for proc in procs:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except Exception:
-                log.warning("local cluster: worker %d did not stop; killing it", proc.pid)
-                proc.kill()
-                proc.wait()
-
-    def _serve(self) -> None:
-        """The control thread: heartbeats in, assignments out, dead workers restarted."""
-        next_check = 0.0
-        while not self._closed:
-            try:
-                messages = self._server.poll(10)
-                with self._lock:
-                    for worker, message in messages:
-                        self._handle(worker, message)
-                    outgoing, self._outgoing = self._outgoing, []
-                for worker, message in outgoing:
-                    self._server.send(worker, message)
-                now = time.monotonic()
-                if now >= next_check:
-                    next_check = now + 0.2
-                    self._restart_dead()
-            except Exception:  # keep serving: one bad message must not orphan the workers
-                log.exception("local cluster: control thread error")
-
-    def _handle(self, worker: str, message: dict[str, Any]) -> None:
-        local = next((t for t in self._topologies.values()
-                      if t.id == message.get("topology_id")), None)
-        port = int(worker.rsplit(":", 1)[1])
-        if message.get("type") == "dump":
-            for t in self._topologies.values():
-                if port in t.workers:
-                    t.dumps[port] = message
-            return
-        if message.get("type") != "heartbeat" or local is None or port not in local.workers:
-            return
-        local.heartbeats[port] = message
-        local.errors.extend(message.get("errors", ()))
-        del local.errors[:-100]
-        self.state.worker_heartbeat(local.id, worker, message)
-        for error in message.get("errors", ()):
-            self.state.report_error(local.id, error["component"], error)
-        if message.get("version") != local.assignment["version"]:
-            self._outgoing.append((worker, {"type": "assignment",
-                                            "assignment": local.assignment}))
-
-    def _restart_dead(self) -> None:
-        from worker.launcher import QUICK_EXIT_SECS, restart_delay
-
-        now = time.monotonic()
-        with self._lock:
-            for local in self._topologies.values():
-                for port, proc in local.workers.items():
-                    if proc is None or proc.poll() is None:
-                        continue
-                    if port not in local.not_before:  # just noticed: plan the restart
-                        young = now - local.started_at.get(port, now) < QUICK_EXIT_SECS
-                        n = local.quick_exits.get(port, 0) + 1 if young else 1
-                        local.quick_exits[port] = n
-                        local.not_before[port] = now + restart_delay(n)
-                        log.warning("local cluster: worker %s:%d of %s exited with %s; "
-                                    "restarting it in %.1f s", self.host, port, local.id,
-                                    proc.returncode, local.not_before[port] - now)
-                    if now >= local.not_before[port]:
-                        del local.not_before[port]
-                        local.restarts += 1
-                        local.heartbeats.pop(port, None)
-                        self._spawn(local, port)
+        while not ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"local cluster: timed out waiting for {what}")
+            time.sleep(POLL)

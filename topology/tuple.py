@@ -27,6 +27,10 @@ class Tuple:
     `values` are the emitted values; `fields`, `component` and `stream` come from the shared
     StreamInfo of its source, so a tuple costs a single small object on the hot path.
     `id` holds the acker's (root, edge, ...) pairs of a tracked tuple and is empty otherwise.
+
+    The worker builds these without calling `__init__` (it sets the five slots itself, in
+    worker.executor.BoltExecutor._execute) and reuses one that nothing kept once `process`
+    returned; a slot added here must be set there too.
     """
 
     __slots__ = ("values", "task", "id", "_info", "_ackval")

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.records import ALL_TIME, component_figures
 from topology.model import ACKER_COMPONENT
-from ui.stats import ALL_TIME, component_figures
 
 SPAN_SECS = 300.0
 SMOOTH_SECS = 5.0  # rates are taken over at least this long (heartbeats come every second)
@@ -27,7 +27,7 @@ class Sample:
     counts: dict[str, dict[str, Any]]
 
 
-def counts_of(heartbeats: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def counts_of(heartbeats: Iterable[Any]) -> dict[str, dict[str, Any]]:
     return {cid: {"emitted": dict(f.emitted), "executed": f.executed, "acked": f.acked,
                   "failed": f.failed}
             for cid, f in component_figures(heartbeats, ALL_TIME).items()}
@@ -45,7 +45,7 @@ class History:
         self._lock = threading.Lock()
         self._rings: dict[str, deque[Sample]] = {}
 
-    def add(self, topology_id: str, now: float, heartbeats: Iterable[dict[str, Any]]) -> None:
+    def add(self, topology_id: str, now: float, heartbeats: Iterable[Any]) -> None:
         sample = Sample(now, counts_of(heartbeats))
         with self._lock:
             ring = self._rings.setdefault(topology_id, deque())

@@ -1,21 +1,36 @@
 """`/metrics`: the dashboard's counters and latencies in Prometheus's text format (0.0.4).
 
-Written by hand (a few dozen lines) rather than with prometheus_client, so the dashboard
-needs no extra dependency; the tests parse it with prometheus_client's own parser.
-Per-task series are labelled {topology, component, task} (plus stream for emitted);
-per-worker series {topology, host, port}. Counters are totals since each task started.
+Written by hand rather than with prometheus_client. The dashboard does not own these metrics:
+it re-exposes, at each scrape, what the workers last reported, so prometheus_client would
+only serve as a formatter (a custom Collector building metric families every scrape), for a
+runtime dependency the dashboard does not otherwise need; the format is small and stable, and
+the tests parse what this writes with prometheus_client's own parser.
+
+Per-task series are labelled {topology, component, task} (plus stream for emitted); per-worker
+series {topology, host, port}. Counters are totals since each task started. Complete latency
+(spouts) and execute latency are histograms with fixed buckets (LATENCY_BOUNDS), so they can
+be summed across tasks (`sum by (le) (rate(..._bucket[1m]))`); a bucket's count errs by at
+most one of the workers' ~9%-wide log buckets. Components' own metrics
+(`context.register_metric`) are families `squall_user_<name>` (`_total` for counters).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from cluster.state import ClusterState
-from ui.stats import capacity, executors, num
-from worker.stats import Histogram
+from cluster.records import ExecutorSnapshot, Histogram, UserMetric, heartbeats_of, num
+from ui.api import View
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                  0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+VALUE_BOUNDS = tuple(10.0 ** e for e in range(-6, 13))  # user histograms: any unit
 
 # name -> (type, help)
 _FAMILIES: dict[str, tuple[str, str]] = {
@@ -26,8 +41,10 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "squall_failed_total": ("counter", "Tuples failed (spouts: tuple trees failed)."),
     "squall_timed_out_total": ("counter", "Spout tuple trees that timed out."),
     "squall_execute_seconds_total": ("counter", "Time spent in process() or next_tuple()."),
-    "squall_execute_latency_seconds": ("gauge", "Mean execute latency since the task started."),
-    "squall_complete_latency_seconds": ("summary", "Spout tuple tree completion latency."),
+    "squall_execute_latency_seconds": ("histogram", "Time of each process() or next_tuple() "
+                                                    "call (only +Inf until workers report "
+                                                    "buckets)."),
+    "squall_complete_latency_seconds": ("histogram", "Spout tuple tree completion latency."),
     "squall_capacity": ("gauge", "Share of the last 10 minutes spent executing (Storm's "
                                  "capacity)."),
     "squall_worker_rss_bytes": ("gauge", "Resident memory of a worker process."),
@@ -36,10 +53,11 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "squall_topology_info": ("gauge", "One per topology, with its id and status."),
     "squall_topology_tasks": ("gauge", "Tasks of a topology."),
     "squall_topology_errors": ("gauge", "Recent errors kept for a component."),
-    "squall_supervisors": ("gauge", "Registered supervisors."),
-    "squall_slots_total": ("gauge", "Worker slots offered by supervisors."),
+    "squall_supervisors": ("gauge", "Supervisors, alive or lost as the dashboard judges."),
+    "squall_slots_total": ("gauge", "Worker slots offered by live supervisors."),
     "squall_slots_used": ("gauge", "Worker slots assigned to topologies."),
 }
+_KINDS = {"counter": "counter", "gauge": "gauge", "histogram": "histogram"}
 
 
 def _escape(value: Any) -> str:
@@ -53,69 +71,104 @@ def _labels(labels: dict[str, Any]) -> str:
 
 
 def _value(v: float) -> str:
-    return repr(float(v)) if isinstance(v, float) else str(int(v))
+    if isinstance(v, float):
+        return "+Inf" if v == math.inf else repr(v)
+    return str(int(v))
+
+
+def user_family(name: str, kind: str) -> str:
+    """The Prometheus family of a component's own metric `name`."""
+    base = "squall_user_" + re.sub(r"[^a-zA-Z0-9_]", "_", name).strip("_")[:100]
+    return base + "_total" if kind == "counter" else base
 
 
 class _Exposition:
     def __init__(self) -> None:
+        self.families: dict[str, tuple[str, str]] = dict(_FAMILIES)
         self.samples: dict[str, list[str]] = {name: [] for name in _FAMILIES}
 
     def add(self, family: str, labels: dict[str, Any], value: float, suffix: str = "") -> None:
         self.samples[family].append(f"{family}{suffix}{_labels(labels)} {_value(value)}")
 
+    def histogram(self, family: str, labels: dict[str, Any], h: Histogram,
+                  bounds: Sequence[float]) -> None:
+        for bound, n in zip((*bounds, math.inf), (*h.cumulative(bounds), h.count), strict=True):
+            self.add(family, {**labels, "le": _value(float(bound))}, n, "_bucket")
+        self.add(family, labels, float(h.total), "_sum")
+        self.add(family, labels, h.count, "_count")
+
+    def user(self, name: str, metric: UserMetric, labels: dict[str, Any]) -> None:
+        family = user_family(name, metric.type)
+        kind = self.families.setdefault(family, (_KINDS[metric.type],
+                                                 f"Component metric {name!r}."))[0]
+        if kind != metric.type:
+            log.debug("ui: metric %r of %s is a %s elsewhere; left out", name, labels, kind)
+            return
+        if metric.histogram is not None:
+            self.histogram(family, labels, metric.histogram, VALUE_BOUNDS)
+        else:
+            self.samples.setdefault(family, [])
+            self.add(family, labels, metric.value)
+
     def render(self) -> str:
         lines = []
-        for name, (kind, doc) in _FAMILIES.items():
-            if not self.samples[name]:
+        for name, (kind, doc) in self.families.items():
+            if not self.samples.get(name):
                 continue
-            lines += [f"# HELP {name} {doc}", f"# TYPE {name} {kind}", *self.samples[name]]
+            lines += [f"# HELP {name} {_escape(doc)}", f"# TYPE {name} {kind}",
+                      *self.samples[name]]
         return "\n".join(lines) + "\n"
 
 
-def _executor_samples(out: _Exposition, topology: str, beats: Iterable[dict[str, Any]]) -> None:
-    for _, e in executors(beats):
-        labels = {"topology": topology, "component": e["component"], "task": e.get("task")}
-        raw = e.get("emitted")
-        emitted: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        for stream, n in sorted(emitted.items()):
-            out.add("squall_emitted_total", {**labels, "stream": stream}, num(n))
-        for key in ("transferred", "executed", "acked", "failed", "timed_out"):
-            out.add(f"squall_{key}_total", labels, num(e.get(key)))
-        execute_time = float(num(e.get("execute_time")))
-        out.add("squall_execute_seconds_total", labels, execute_time)
-        executed = num(e.get("executed"))
-        out.add("squall_execute_latency_seconds", labels,
-                execute_time / executed if executed else 0.0)
-        out.add("squall_capacity", labels, float(capacity(e)))
-        if e.get("type") == "spout" and isinstance(e.get("complete_latency"), dict):
-            h = Histogram.from_dict(e["complete_latency"])
-            for q in (0.5, 0.99):
-                out.add("squall_complete_latency_seconds", {**labels, "quantile": q},
-                        float(h.percentile(q * 100) or 0.0))
-            out.add("squall_complete_latency_seconds", labels, float(h.total), "_sum")
-            out.add("squall_complete_latency_seconds", labels, h.count, "_count")
+def _executor(out: _Exposition, topology: str, e: ExecutorSnapshot) -> None:
+    labels = {"topology": topology, "component": e.component, "task": e.task}
+    t = e.totals
+    for stream, n in sorted(t.emitted.items()):
+        out.add("squall_emitted_total", {**labels, "stream": stream}, n)
+    for key in ("transferred", "executed", "acked", "failed", "timed_out"):
+        out.add(f"squall_{key}_total", labels, getattr(t, key))
+    out.add("squall_execute_seconds_total", labels, float(t.execute_time))
+    execute = e.execute_latency
+    if execute is None:  # no buckets reported: the whole count under +Inf
+        execute = Histogram()
+        execute.count, execute.total = int(t.executed), float(t.execute_time)
+    out.histogram("squall_execute_latency_seconds", labels, execute, LATENCY_BOUNDS)
+    out.add("squall_capacity", labels, float(e.capacity))
+    if e.spout:
+        out.histogram("squall_complete_latency_seconds", labels, e.complete_latency,
+                      LATENCY_BOUNDS)
+    for name, metric in sorted(e.metrics.items()):
+        out.user(name, metric, labels)
 
 
-def render(state: ClusterState, now: float) -> str:
-    """The whole exposition for the cluster as `state` describes it."""
+def _workers(out: _Exposition, topology: str, beats: Iterable[Any]) -> None:
+    for hb in beats:
+        labels = {"topology": topology, "host": hb.host, "port": int(hb.port)}
+        out.add("squall_worker_rss_bytes", labels, hb.rss)
+        out.add("squall_worker_uptime_seconds", labels, float(hb.uptime))
+        out.add("squall_worker_queued_tuples", labels, hb.queued)
+        for e in hb.executors:
+            _executor(out, topology, e)
+
+
+def render(view: View) -> str:
+    """The whole exposition for the cluster as the state describes it."""
+    state = view.state
     out = _Exposition()
-    supervisors = state.supervisors()
+    lost = view.lost or {}
+    supervisors = {**state.supervisor_heartbeats(), **state.supervisors()}
+    alive = {sid: info for sid, info in supervisors.items() if sid not in lost}
+    for status, n in (("alive", len(alive)), ("lost", len(supervisors) - len(alive))):
+        out.add("squall_supervisors", {"status": status}, n)
+    out.add("squall_slots_total", {}, sum(len(s.get("ports") or []) for s in alive.values()))
     assignments = state.assignments()
-    out.add("squall_supervisors", {}, len(supervisors))
-    out.add("squall_slots_total", {}, sum(len(s.get("ports") or []) for s in supervisors.values()))
     out.add("squall_slots_used", {}, sum(len(a.get("workers") or []) for a in assignments.values()))
     for tid, meta in sorted(state.topologies().items()):
         name = meta.get("name", tid)
         out.add("squall_topology_info", {"topology": name, "id": tid,
                                          "status": meta.get("status", "")}, 1)
         out.add("squall_topology_tasks", {"topology": name}, int(num(meta.get("num_tasks"))))
-        beats = state.worker_heartbeats(tid)
-        _executor_samples(out, name, beats.values())
-        for hb in beats.values():
-            labels = {"topology": name, "host": hb.get("host"), "port": hb.get("port")}
-            out.add("squall_worker_rss_bytes", labels, num(hb.get("rss")))
-            out.add("squall_worker_uptime_seconds", labels, float(num(hb.get("uptime"))))
-            out.add("squall_worker_queued_tuples", labels, num(hb.get("queued")))
+        _workers(out, name, heartbeats_of(state.worker_heartbeats(tid).values()))
         for component, errors in sorted(state.errors(tid).items()):
             out.add("squall_topology_errors", {"topology": name, "component": component},
                     len(errors))

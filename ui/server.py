@@ -6,14 +6,23 @@
     GET  /api/v1/nimbus/summary                  ui.api.nimbus_summary
     GET  /api/v1/supervisor/summary              ui.api.supervisor_summary
     GET  /api/v1/topology/summary                ui.api.topology_summary
+    GET  /api/v1/history/summary                 ui.api.history_summary
     GET  /api/v1/topology/ID?window=&sys=        ui.api.topology_page
-    GET  /api/v1/topology/ID/component/C?window= ui.api.component_page
+    GET  /api/v1/topology-workers/ID             ui.api.topology_workers
+    GET  /api/v1/topology/ID/component/C?window= ui.components.component_page
+    GET  /api/v1/topology/ID/metrics?window=&sys= ui.components.topology_metrics
+    GET  /api/v1/topology/ID/visualization?window=&sys= ui.components.visualization
     GET  /api/v1/topology/ID/live                graph with rates and throughput (Squall's own)
     POST /api/v1/topology/ID/activate|deactivate
     POST /api/v1/topology/ID/kill[/WAIT]         WAIT seconds, default topology.message.timeout
     POST /api/v1/topology/ID/rebalance[/WAIT]    {"rebalanceOptions": {"numWorkers": n,
                                                   "executors": {"component": n}}}
     GET  /metrics                                Prometheus text format
+
+Windows are Storm's: "600" and ":all-time" as the workers report them, "10800" and "86400"
+kept by this server (ui.stats). Supervisors are judged alive or lost on this server's own
+clock by whether their heartbeat record changes (nimbus.liveness's rule and timeout,
+`nimbus.supervisor.timeout.secs`).
 
 POSTs need the cluster secret (header `X-Squall-Secret`, checked before the body is read, or
 form field `secret`; compared in constant time; 401 when missing, 403 when wrong, 403 when no
@@ -39,14 +48,16 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cluster.http import HttpError, Limits, Request, Response, Route, Router, Server
+from cluster.records import WINDOW_10M, component_figures
 from cluster.state import ClusterState, StateError
+from nimbus.liveness import Liveness
 from nimbus.protocol import BadRequest, loads_finite
 from topology.builder import MAX_PARALLELISM, MAX_WORKERS
-from ui import api, metrics
+from ui import api, components, metrics
 from ui.actions import Actions
-from ui.api import ApiError, NotFound
+from ui.api import ApiError, NotFound, View
 from ui.history import History, live_view
-from ui.stats import WINDOW_10M, component_figures
+from ui.stats import LongWindows
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +77,10 @@ TOPOLOGY = "/api/v1/topology/{id}"
 
 class UiServer(Server):
     """Serves the dashboard for `state`; `start()` runs it and its sampler on threads.
-    `config` (the resolved config, as a dict) gives the `ui.*` limits and is shown, without
-    the secret, at /api/v1/cluster/configuration."""
+    `config` (the resolved config, as a dict) gives the `ui.*` limits and
+    `nimbus.supervisor.timeout.secs`, and is shown, without the secret, at
+    /api/v1/cluster/configuration. `clock` is the wall clock (uptimes, windows), `monotonic`
+    the one supervisors are judged by."""
 
     software = "squall-ui"
     headers = MappingProxyType({"X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"})
@@ -76,15 +89,23 @@ class UiServer(Server):
                  secret: str | None, mode: str = "cluster",
                  config: dict[str, Any] | None = None,
                  clock: Callable[[], float] = time.time,
-                 sample_secs: float = SAMPLE_SECS) -> None:
+                 sample_secs: float = SAMPLE_SECS,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.state = state
         self.actions = actions
         self.secret = secret
         self.mode = mode
         self.config = {k: v for k, v in (config or {}).items() if k != "cluster.secret"}
         self.clock = clock
+        self.monotonic = monotonic
         self.sample_secs = sample_secs
         self.history = History()
+        self.windows = LongWindows()
+        timeout = float(self.config.get("nimbus.supervisor.timeout.secs", 5))
+        # Only the supervisor part of nimbus's liveness rules is used here.
+        self.liveness = Liveness(timeout, timeout, timeout, blind_after=2 * sample_secs + 5.0)
+        self._judging = threading.Lock()
+        self._lost: dict[str, float] = {}
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="ui-sampler", daemon=True)
         super().__init__((host, port), self._router(), Limits.from_config(config, "ui", MAX_BODY),
@@ -95,20 +116,27 @@ class UiServer(Server):
         for path, name in STATIC.items():
             r.add("GET", path, partial(_static, name), auth=False)
         r.add("GET", "/metrics", lambda req: Response(
-            200, metrics.render(self.state, self.clock()).encode(), metrics.CONTENT_TYPE))
-        summaries: dict[str, Callable[[float], Any]] = {
-            "/api/v1/cluster/summary": lambda now: api.cluster_summary(self.state, now, self.mode),
-            "/api/v1/cluster/configuration": lambda now: self.config,
-            "/api/v1/nimbus/summary": lambda now: api.nimbus_summary(self.state, now),
-            "/api/v1/supervisor/summary": lambda now: api.supervisor_summary(self.state, now),
-            "/api/v1/topology/summary": lambda now: api.topology_summary(self.state, now),
+            200, metrics.render(self.view(judge=True)).encode(), metrics.CONTENT_TYPE))
+        summaries: dict[str, Callable[[View], Any]] = {
+            "/api/v1/cluster/summary": api.cluster_summary,
+            "/api/v1/cluster/configuration": lambda view: self.config,
+            "/api/v1/nimbus/summary": api.nimbus_summary,
+            "/api/v1/supervisor/summary": api.supervisor_summary,
+            "/api/v1/topology/summary": api.topology_summary,
+            "/api/v1/history/summary": api.history_summary,
         }
         for path, fn in summaries.items():
             r.add("GET", path, partial(self._summary, fn))
-        r.add("GET", TOPOLOGY, self._topology_page)
-        r.add("GET", f"{TOPOLOGY}/component/{{component}}", lambda req: api.component_page(
-            self.state, req.params["id"], req.params["component"], self.clock(),
-            req.query.get("window")))
+        r.add("GET", TOPOLOGY, lambda req: api.topology_page(
+            self.view(), req.params["id"], req.query.get("window"), _sys(req)))
+        r.add("GET", "/api/v1/topology-workers/{id}",
+              lambda req: api.topology_workers(self.view(), req.params["id"]))
+        r.add("GET", f"{TOPOLOGY}/component/{{component}}", lambda req: components.component_page(
+            self.view(), req.params["id"], req.params["component"], req.query.get("window")))
+        r.add("GET", f"{TOPOLOGY}/metrics", lambda req: components.topology_metrics(
+            self.view(), req.params["id"], req.query.get("window"), _sys(req)))
+        r.add("GET", f"{TOPOLOGY}/visualization", lambda req: components.visualization(
+            self.view(), req.params["id"], req.query.get("window"), _sys(req)))
         r.add("GET", f"{TOPOLOGY}/live", self._live)
         for action in ("activate", "deactivate", "kill", "rebalance"):
             def act(req: Request, action: str = action) -> Any:
@@ -140,14 +168,35 @@ class UiServer(Server):
     def sample_once(self) -> None:
         ids = list(self.state.topologies())
         for tid in ids:
-            self.history.add(tid, self.clock(), self.state.worker_heartbeats(tid).values())
+            beats = list(self.state.worker_heartbeats(tid).values())
+            now = self.clock()
+            self.history.add(tid, now, beats)
+            self.windows.add(tid, now, beats)
         self.history.keep_only(ids)
+        self.windows.keep_only(ids)
+        self.judge_supervisors()
+
+    def judge_supervisors(self) -> dict[str, float]:
+        """Look at the supervisors' heartbeat records now; the lost ones, with how long they
+        have been silent (on this server's monotonic clock)."""
+        registered, beats = self.state.supervisors(), self.state.supervisor_heartbeats()
+        with self._judging:
+            now = self.monotonic()
+            self.liveness.begin(now)
+            self._lost = dict(self.liveness.supervisors(registered, beats, now).lost)
+            return self._lost
+
+    def view(self, judge: bool = False) -> View:
+        """What a request reads: the state now, with this server's own observations."""
+        lost = self.judge_supervisors() if judge else self._lost
+        return View(self.state, self.clock(), self.windows, lost, self.mode)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
             try:
                 self.sample_once()
             except Exception:  # the state may be unreachable for a while: keep sampling
+                self.liveness.blind()  # what it could not see is nobody's silence
                 log.warning("ui: sampling the cluster state failed", exc_info=True)
             self._stop.wait(self.sample_secs)
 
@@ -190,15 +239,8 @@ class UiServer(Server):
 
     # --- GET handlers -------------------------------------------------------------------------
 
-    def _summary(self, fn: Callable[[float], Any], request: Request) -> Any:
-        return fn(self.clock())
-
-    def _topology_page(self, request: Request) -> Any:
-        sys = request.query.get("sys", "false").lower()
-        if sys not in ("true", "false", "1", "0"):
-            raise HttpError(400, f"sys must be true or false, got {request.query['sys']!r}")
-        return api.topology_page(self.state, request.params["id"], self.clock(),
-                                 request.query.get("window"), sys in ("true", "1"))
+    def _summary(self, fn: Callable[[View], Any], request: Request) -> Any:
+        return fn(self.view(judge=True))
 
     def _live(self, request: Request) -> Any:
         tid = request.params["id"]
@@ -234,6 +276,13 @@ class UiServer(Server):
 
 
 # --- request parsing helpers ------------------------------------------------------------------
+
+
+def _sys(request: Request) -> bool:
+    sys = request.query.get("sys", "false").lower()
+    if sys not in ("true", "false", "1", "0"):
+        raise HttpError(400, f"sys must be true or false, got {request.query['sys']!r}")
+    return sys in ("true", "1")
 
 
 def _static(name: str, request: Request) -> Response:

@@ -1,147 +1,148 @@
-"""Per-executor and per-component figures from worker heartbeats (pure functions).
+"""Storm's windows beyond the worker's 10 minutes ("10800": 3 hours, "86400": 1 day), kept
+by the dashboard. Pure: time is `now`, given to every call.
 
-A heartbeat (worker.process) lists executor snapshots with totals since the task started and a
-"window" dict with the same counters over the last 10 minutes (worker.stats.Windows). The
-dashboard reports both, as Storm does: window "600" and ":all-time".
+A worker reports each task's totals since the task started and over its last 10 minutes
+(cluster.records). For the longer windows the dashboard keeps, per topology, a ledger of
+per-component figures (per stream too) that only grows: at each look it adds every task's
+growth since the last look, so a worker that restarts (its totals start again from 0) loses
+nothing already counted. A task seen for the first time adds everything it has done so far.
 
-Capacity follows Storm: executed x execute latency / window length, i.e. the share of the last
-10 minutes an executor spent in `process()`; a component's capacity is its busiest executor's.
-Squall has no separate "process latency" (receipt to ack): bolts ack when `process` returns,
-so process latency is reported equal to execute latency.
+The ledger is copied every `fine_secs` (2 min) into a ring covering 3 hours and every
+`coarse_secs` (15 min) into one covering a day: at most 91 + 97 copies per topology, each
+the size of one topology's per-component figures, whatever the traffic, so memory is bounded
+by topologies x components x streams. A window is the ledger now minus the newest copy at
+least as old as the window (within one ring step: ~1% of either window). Until the dashboard
+has watched a topology that long, the window reaches back to when the dashboard first saw it,
+and holds everything its tasks did before too: it shows what "All time" shows, except that
+work done by earlier incarnations of restarted workers stays counted.
+
+Capacity stays Storm's (the last 10 minutes) whatever the window; user metrics are not
+windowed (counters since the task started, gauges as they are now).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-WINDOW_10M = "600"
-ALL_TIME = ":all-time"
-WINDOWS = {WINDOW_10M: "10m 0s", ALL_TIME: "All time"}
+from cluster.records import WINDOW_1D, WINDOW_3H, Figures, Mean, heartbeats_of
 
-_COUNTERS = ("transferred", "executed", "acked", "failed", "timed_out")
+LONG_WINDOWS = {WINDOW_3H: 3 * 3600.0, WINDOW_1D: 86400.0}
+FINE_SECS = 120.0
+COARSE_SECS = 900.0
+FORGET_SECS = 600.0  # a task unseen this long is forgotten (a record missing for a moment
+# is not a new task: forgetting it at once would count its totals twice when it is back)
 
-
-def num(value: Any) -> float:
-    """A heartbeat number, or 0 for anything that is not one (heartbeats are external input)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0
-    return value if value == value else 0  # NaN -> 0
-
-
-@dataclass
-class Figures:
-    """Counters of one executor, or summed over several, for one window."""
-
-    emitted: dict[str, float] = field(default_factory=dict)
-    transferred_streams: dict[str, float] = field(default_factory=dict)
-    executed_streams: dict[tuple[str, str], float] = field(default_factory=dict)
-    transferred: float = 0
-    executed: float = 0
-    acked: float = 0
-    failed: float = 0
-    timed_out: float = 0
-    execute_time: float = 0.0
-    latency_total: float = 0.0
-    latency_count: float = 0
-    capacity: float = 0.0
-    executors: int = 0
-
-    def add(self, other: Figures) -> None:
-        pairs: list[tuple[dict[Any, float], dict[Any, float]]] = [
-            (self.emitted, other.emitted),
-            (self.transferred_streams, other.transferred_streams),
-            (self.executed_streams, other.executed_streams),
-        ]
-        for mine, theirs in pairs:
-            for key, n in theirs.items():
-                mine[key] = mine.get(key, 0) + n
-        for key in (*_COUNTERS, "execute_time", "latency_total", "latency_count"):
-            setattr(self, key, getattr(self, key) + getattr(other, key))
-        self.capacity = max(self.capacity, other.capacity)
-        self.executors += other.executors
-
-    @property
-    def emitted_total(self) -> int:
-        return int(sum(self.emitted.values()))
-
-    @property
-    def execute_latency_ms(self) -> float:
-        return round(self.execute_time / self.executed * 1000, 3) if self.executed else 0.0
-
-    @property
-    def complete_latency_ms(self) -> float:
-        if not self.latency_count:
-            return 0.0
-        return round(self.latency_total / self.latency_count * 1000, 3)
+_DICTS = ("emitted", "transferred_streams", "executed_streams", "acked_streams",
+          "failed_streams")
+_SCALARS = ("transferred", "executed", "acked", "failed", "timed_out", "execute_time")
+_GROWING = ("transferred", "executed", "acked", "failed", "timed_out")  # restart tells
 
 
-def executor_figures(snapshot: dict[str, Any], window: str) -> Figures:
-    """One executor snapshot's figures over `window` (WINDOW_10M or ALL_TIME)."""
-    if window == ALL_TIME:
-        source = snapshot
-        latency = snapshot.get("complete_latency")
-        latency = latency if isinstance(latency, dict) else {}
-        lat_total, lat_count = num(latency.get("total")), num(latency.get("count"))
-    else:
-        window_dict = snapshot.get("window")
-        source = window_dict if isinstance(window_dict, dict) else {}
-        lat_total, lat_count = num(source.get("latency_total")), num(source.get("latency_count"))
-    emitted = _mapping(source.get("emitted"))
-    executed = {(str(c), str(s)): num(n) for c, streams in
-                _mapping(source.get("executed_streams")).items()
-                for s, n in _mapping(streams).items()}
-    return Figures(
-        emitted={str(s): num(n) for s, n in emitted.items()},
-        transferred_streams={str(s): num(n) for s, n in
-                             _mapping(source.get("transferred_streams")).items()},
-        executed_streams=executed,
-        **{k: num(source.get(k)) for k in _COUNTERS},
-        execute_time=num(source.get("execute_time")),
-        latency_total=lat_total,
-        latency_count=lat_count,
-        capacity=capacity(snapshot),
-        executors=1,
-    )
-
-
-def _mapping(value: Any) -> dict[Any, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def capacity(snapshot: dict[str, Any]) -> float:
-    """Storm's capacity of one executor over the last 10 minutes (0 before any window)."""
-    window = snapshot.get("window")
-    if not isinstance(window, dict):
-        return 0.0
-    seconds = num(window.get("seconds"))
-    return round(num(window.get("execute_time")) / seconds, 3) if seconds > 0 else 0.0
-
-
-def executors(heartbeats: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict]]:
-    """(heartbeat, executor snapshot) for every well-formed executor of every heartbeat."""
-    for hb in heartbeats:
-        if not isinstance(hb, dict):
-            continue
-        for e in hb.get("executors") or ():
-            if isinstance(e, dict) and isinstance(e.get("component"), str):
-                yield hb, e
-
-
-def component_figures(heartbeats: Iterable[dict[str, Any]], window: str) -> dict[str, Figures]:
-    """Figures summed per component over `window`."""
-    out: dict[str, Figures] = {}
-    for _, e in executors(heartbeats):
-        out.setdefault(e["component"], Figures()).add(executor_figures(e, window))
+def _copy(f: Figures) -> Figures:
+    out = Figures()
+    out.add(f)
+    out.metrics = {}
     return out
 
 
-def stream_figures(heartbeats: Iterable[dict[str, Any]], component: str,
-                   window: str) -> Figures:
-    """`component`'s figures over `window`, summed over its executors (per stream too)."""
-    total = Figures()
-    for _, e in executors(heartbeats):
-        if e["component"] == component:
-            total.add(executor_figures(e, window))
-    return total
+def difference(new: Figures, old: Figures | None) -> Figures:
+    """What `new` has that `old` had not, per counter and stream (never below 0)."""
+    if old is None:
+        return _copy(new)
+    out = Figures()
+    for name in _DICTS:
+        mine, before = getattr(new, name), getattr(old, name)
+        setattr(out, name, {k: max(0, n - before.get(k, 0)) for k, n in mine.items()})
+    out.latency_streams = {k: _mean_minus(m, old.latency_streams.get(k))
+                           for k, m in new.latency_streams.items()}
+    for name in _SCALARS:
+        setattr(out, name, max(0, getattr(new, name) - getattr(old, name)))
+    out.complete = _mean_minus(new.complete, old.complete)
+    return out
+
+
+def _mean_minus(new: Mean, old: Mean | None) -> Mean:
+    if old is None:
+        return Mean(new.total, new.count)
+    return Mean(max(0.0, new.total - old.total), max(0, new.count - old.count))
+
+
+def restarted(new: Figures, old: Figures) -> bool:
+    """Whether a task's totals went back (its worker restarted and counts from 0 again)."""
+    return (any(getattr(new, k) < getattr(old, k) for k in _GROWING)
+            or new.emitted_total < old.emitted_total or new.complete.count < old.complete.count)
+
+
+@dataclass
+class _Ledger:
+    # per task: (its worker's uptime, its totals, when last seen) at the last look
+    last: dict[tuple[str, Any], tuple[float, Figures, float]] = field(default_factory=dict)
+    total: dict[str, Figures] = field(default_factory=dict)  # per component, only grows
+    fine: deque[tuple[float, dict[str, Figures]]] = field(default_factory=deque)
+    coarse: deque[tuple[float, dict[str, Figures]]] = field(default_factory=deque)
+
+
+class LongWindows:
+    """The 3-hour and 1-day windows of every topology; safe to use from several threads."""
+
+    def __init__(self, fine_secs: float = FINE_SECS, coarse_secs: float = COARSE_SECS) -> None:
+        self.fine_secs, self.coarse_secs = fine_secs, coarse_secs
+        self._fine_len = int(LONG_WINDOWS[WINDOW_3H] // fine_secs) + 1
+        self._coarse_len = int(LONG_WINDOWS[WINDOW_1D] // coarse_secs) + 1
+        self._lock = threading.Lock()
+        self._ledgers: dict[str, _Ledger] = {}
+
+    def add(self, topology_id: str, now: float, heartbeats: Iterable[Any]) -> None:
+        """One look at a topology's heartbeats at `now`."""
+        with self._lock:
+            ledger = self._ledgers.setdefault(topology_id, _Ledger())
+            for hb in heartbeats_of(heartbeats):
+                for e in hb.executors:
+                    key = (e.component, e.task)
+                    before = ledger.last.get(key)
+                    grew = e.totals
+                    if before is not None and not (hb.uptime < before[0]
+                                                   or restarted(e.totals, before[1])):
+                        grew = difference(e.totals, before[1])
+                    ledger.total.setdefault(e.component, Figures()).add(_copy(grew))
+                    ledger.last[key] = (hb.uptime, _copy(e.totals), now)
+            for key in [k for k, v in ledger.last.items() if now - v[2] > FORGET_SECS]:
+                del ledger.last[key]  # moved (rebalance) or gone: its work stays counted
+            self._keep(ledger.fine, now, self.fine_secs, self._fine_len, ledger.total)
+            self._keep(ledger.coarse, now, self.coarse_secs, self._coarse_len, ledger.total)
+
+    @staticmethod
+    def _keep(ring: deque[tuple[float, dict[str, Figures]]], now: float, step: float,
+              most: int, total: dict[str, Figures]) -> None:
+        if ring and now - ring[-1][0] < step:
+            return
+        ring.append((now, {cid: _copy(f) for cid, f in total.items()}))
+        while len(ring) > most:
+            ring.popleft()
+
+    def figures(self, topology_id: str, window: str, now: float) -> dict[str, Figures]:
+        """Per-component figures of `window` (WINDOW_3H or WINDOW_1D) at `now`; empty for a
+        topology never seen."""
+        span = LONG_WINDOWS[window]
+        with self._lock:
+            ledger = self._ledgers.get(topology_id)
+            if ledger is None:
+                return {}
+            ring = ledger.fine if window == WINDOW_3H else ledger.coarse
+            old = next((copy for t, copy in reversed(ring) if t <= now - span), {})
+            return {cid: difference(f, old.get(cid)) for cid, f in ledger.total.items()}
+
+    def keep_only(self, topology_ids: Iterable[str]) -> None:
+        keep = set(topology_ids)
+        with self._lock:
+            for tid in [t for t in self._ledgers if t not in keep]:
+                del self._ledgers[tid]
+
+    def samples_held(self, topology_id: str) -> int:
+        with self._lock:
+            ledger = self._ledgers.get(topology_id)
+            return 0 if ledger is None else len(ledger.fine) + len(ledger.coarse)

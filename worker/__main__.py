@@ -10,11 +10,14 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Mapping
+from typing import Any
 
 import cloudpickle
 
 from worker.control import ControlClient
-from worker.process import Worker
+from worker.parent import ParentLink
+from worker.process import Worker, setting
 from worker.wire import secret_key
 
 log = logging.getLogger("worker")
@@ -50,24 +53,40 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with open(args.code, "rb") as f:
             package = cloudpickle.load(f)
-        worker = Worker(package["topology"], package["conf"], args.topology_id, args.host,
-                        args.port, key, control, args.parent_pid)
+        conf = package["conf"]
+        link = make_link(control, conf, args)
+        worker = Worker(package["topology"], conf, args.topology_id, args.host, args.port, key,
+                        link)
     except Exception as e:  # e.g. a module the topology imports is missing on this host
         log.exception("worker %s:%d: could not start", args.host, args.port)
         report_start_failure(control, args, e)
         return 1
 
     def stop(signum: int, frame: object) -> None:
-        worker.stopping = True
+        worker.request_stop(0, f"signal {signum}")  # the link's thread enforces the deadline
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    link.start(worker.request_stop, worker.stall)
     # The hot path allocates a few short-lived tuples per tuple, none of them in cycles:
     # with the default threshold (700) the young generation is collected every few
     # hundred tuples for nothing. Collect less often and leave start-up objects alone.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     return worker.run()
+
+
+def make_link(control: ControlClient, conf: Mapping[str, Any],
+              args: argparse.Namespace) -> ParentLink:
+    link = ParentLink(
+        control, f"{args.host}:{args.port}",
+        heartbeat_every=float(setting(conf, "worker.heartbeat.frequency.secs")),
+        pause_after=float(setting(conf, "nimbus.supervisor.timeout.secs")) / 2,
+        orphan_after=float(setting(conf, "worker.orphan.timeout.secs")),
+        stop_timeout=float(setting(conf, "supervisor.worker.stop.timeout.secs")),
+        parent_pid=args.parent_pid)
+    link.hear_signals()
+    return link
 
 
 def report_start_failure(control: ControlClient, args: argparse.Namespace,

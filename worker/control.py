@@ -7,7 +7,12 @@ assignment, so a restarted parent needs no state to bring its workers up to date
 Every message carries the cluster MAC like worker-to-worker traffic.
 
 Worker -> parent: {"type": "heartbeat", ...} and {"type": "dump", ...} (testing captures).
-Parent -> worker: {"type": "assignment", "assignment": {...}} and {"type": "dump"}.
+Parent -> worker: {"type": "assignment", "assignment": {...}}, {"type": "supervised"}
+(contact only: the answer to a heartbeat when the assignment has not changed),
+{"type": "dump"}, {"type": "flush"} (the input is over: fire what is held) and
+{"type": "stop"}. The worker's side runs on a thread of its own (worker.parent).
+
+Both ends refuse frames over `max_message_bytes` before reading them (ZMQ_MAXMSGSIZE).
 """
 
 from __future__ import annotations
@@ -22,22 +27,25 @@ from worker.wire import CONTROL, BadMessage, Codec
 log = logging.getLogger(__name__)
 
 NO_TOPOLOGY_TAG = b"\0" * 8
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class ControlClient:
     """The worker's end."""
 
     def __init__(self, endpoint: str, key: bytes, host: str, port: int,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._codec = Codec(key, NO_TOPOLOGY_TAG, port)
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.socket.setsockopt(zmq.IDENTITY, f"{host}:{port}".encode())
         self.socket.connect(endpoint)
 
     def send(self, message: dict[str, Any]) -> None:
         try:
-            self.socket.send_multipart(self._codec.encode(CONTROL, message), flags=zmq.NOBLOCK)
+            self.socket.send(self._codec.encode(CONTROL, message), flags=zmq.NOBLOCK)
         except zmq.Again:
             log.debug("control channel full; dropped a %s", message.get("type"))
 
@@ -49,7 +57,7 @@ class ControlClient:
             except zmq.Again:
                 return out
             try:
-                kind, _, message = self._codec.decode(frames)
+                kind, _, message = self._codec.decode(_one(frames))
             except BadMessage as e:
                 log.warning("control channel: dropped a message: %s", e)
                 continue
@@ -64,12 +72,14 @@ class ControlClient:
 class ControlServer:
     """The parent's end. Not thread-safe: one thread owns it."""
 
-    def __init__(self, endpoint: str, key: bytes, context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, key: bytes, context: zmq.Context | None = None,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._codec = Codec(key, NO_TOPOLOGY_TAG, 0)
         self._context = context or zmq.Context()
         self._own_context = context is None
         self.socket = self._context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
         self.socket.bind(endpoint)
         self.endpoint = str(self.socket.getsockopt_string(zmq.LAST_ENDPOINT))
@@ -87,7 +97,7 @@ class ControlServer:
                 return out
             identity, body = frames[0], frames[1:]
             try:
-                kind, _, message = self._codec.decode(body)
+                kind, _, message = self._codec.decode(_one(body))
             except BadMessage as e:
                 self.rejected += 1
                 log.warning("control: dropped a message from %r: %s", identity, e)
@@ -96,7 +106,7 @@ class ControlServer:
                 out.append((identity.decode(errors="replace"), message))
 
     def send(self, worker: str, message: dict[str, Any]) -> None:
-        frames = [worker.encode()] + self._codec.encode(CONTROL, message)
+        frames = [worker.encode(), self._codec.encode(CONTROL, message)]
         try:
             self.socket.send_multipart(frames, flags=zmq.NOBLOCK)
         except zmq.ZMQError as e:
@@ -106,3 +116,9 @@ class ControlServer:
         self.socket.close(0)
         if self._own_context:
             self._context.term()
+
+
+def _one(frames: list[bytes]) -> bytes:
+    if len(frames) != 1:
+        raise BadMessage(f"{len(frames)} frames, expected 1")
+    return frames[0]

@@ -1,492 +1,373 @@
-"""Executors: one per task, each wrapping a user spout or bolt (or an acker) and its collector.
+"""Executors: one per task, wrapping a user spout or bolt (or an acker) and its collector.
 
-The collectors hold the per-tuple hot path: choose targets, make edge ids for anchored
-tuples, hand the tuple to its destination (a local queue or a peer's outgoing batch), and
-fold acks into one XOR per root until the next flush.
+An executor is built complete from a `TaskEnv` (its collector included), opened once every
+executor of the worker exists, run in slices by the loop, and closed at shutdown.
+
+Extension points, for executors that windowed, stateful or multilang components bring:
+
+1. A component class names its executor: `executor = "package.module:ClassName"` (or the
+   class itself) on a Spout or Bolt subclass; the worker builds that class with the task's
+   TaskEnv instead of SpoutExecutor/BoltExecutor (worker.tasks.executor_class). The loop
+   never asks which kind of executor it runs.
+2. Timers: `env.services.schedule.at(due, fn)` / `.every(period, fn, first)` run `fn(now)`
+   on the loop's thread (worker.schedule).
+3. File descriptors and sockets: `env.services.watch(fd_or_socket, fn)` makes the loop call
+   `fn(now)` when it is readable (a subprocess's stdout), without ever blocking on it;
+   `unwatch` stops that.
+4. Held acks. A bolt executor that overrides `execute(tup)` owns the acking of its inputs:
+   it may keep a tuple and call `self.collector.ack(tup)` / `.fail(tup)` later. A spout
+   executor sees every finished tree in `tree_acked(msg_id)` / `tree_failed(msg_id)` and may
+   hold them, calling `deliver_ack(msg_id)` / `deliver_fail(msg_id)` later (a checkpoint
+   committed or rolled back).
+5. System streams: an executor class declares `system_streams = {"__name": [fields]}`; its
+   tasks send them with `self.collector.emit_system(stream, values, tasks)` and the
+   receiving bolt executors get them in `on_system(tup)`, ordered with the data from the
+   same task. User `outputs` and `process` never see them.
+6. Heartbeats: `extra_snapshot()` returns fields added to the executor's snapshot (a
+   window's watermark, a checkpoint's txid).
+7. Flush: `flush(now)` runs when the parent sends {"type": "flush"} (end of mocked input).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import random
+import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, ClassVar, Protocol
 
-from acker.ledger import ACK, AckerLedger, Outcome
-from acker.rotating import RotatingMap
-from topology.errors import TopologyError
+from acker.ledger import AckerLedger
+from topology.context import TopologyContext
 from topology.tuple import StreamInfo, Tuple
+from worker.acking import AckOutbox
+from worker.collector import BoltCollector, SpoutCollector
+from worker.errors import ErrorLog
 from worker.routing import Route
+from worker.schedule import Schedule
 from worker.stats import ExecutorStats
 
 log = logging.getLogger(__name__)
 
-rand64 = random.getrandbits
+ACKER_BUCKETS = 4  # an acker forgets a tree between 1 and 4/3 message timeouts after init
 
 
-class AckOutbox:
-    """Acker traffic of the whole worker, combined until the next flush (one XOR per root)."""
+class LoopServices(Protocol):
+    """What the loop offers executors (extension points 2 and 3)."""
 
-    def __init__(self) -> None:
-        self.inits: list[tuple[int, int, int]] = []
-        self.acks: dict[int, int] = {}
-        self.fails: list[int] = []
+    schedule: Schedule
 
-    def __bool__(self) -> bool:
-        return bool(self.inits or self.acks or self.fails)
+    def watch(self, source: Any, on_readable: Callable[[float], None]) -> None: ...
+
+    def unwatch(self, source: Any) -> None: ...
 
 
-class ErrorLog:
-    """The last errors of the worker's components, shipped with heartbeats.
+@dataclass
+class TaskEnv:
+    """Everything an executor is built from, given by the worker."""
 
-    Every error is logged with its traceback; at most `per_interval` errors per task and
-    `interval` seconds are reported to the cluster (a bolt failing on every tuple must not
-    flood ZooKeeper), the rest are counted in "suppressed".
-    """
-
-    def __init__(self, host: str, port: int, keep: int = 10, per_interval: int = 5,
-                 interval: float = 10.0) -> None:
-        self.host = host
-        self.port = port
-        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
-        self.unsent: list[dict[str, Any]] = []
-        self.per_interval = per_interval
-        self.interval = interval
-        self.suppressed = 0
-        self._window: dict[int, tuple[float, int]] = {}  # task -> (window start, reported)
-
-    def report(self, component: str, task: int, what: str, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception(exc))
-        log.error("worker %s:%d: %s task %d raised in %s:\n%s", self.host, self.port,
-                  component, task, what, text)
-        now = time.monotonic()
-        start, count = self._window.get(task, (now, 0))
-        if now - start >= self.interval:
-            start, count = now, 0
-        if count >= self.per_interval:
-            self.suppressed += 1
-            return
-        self._window[task] = (start, count + 1)
-        error = {
-            "component": component,
-            "task": task,
-            "time": time.time(),
-            "host": self.host,
-            "port": self.port,
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": text,
-        }
-        self.recent.append(error)
-        self.unsent.append(error)
-        del self.unsent[:-50]
-
-    def take_unsent(self) -> list[dict[str, Any]]:
-        out, self.unsent = self.unsent, []
-        return out
+    component: str
+    task: int
+    obj: Any  # this task's own instance of the user's component (None for ackers)
+    conf: Mapping[str, Any]  # the worker's conf with the component's config over it
+    context: TopologyContext | None
+    routes: dict[str, Route]
+    system_codes: Mapping[str, int]  # this component's system streams -> codes
+    infos: Sequence[StreamInfo]  # the stream table: code -> component, stream, fields
+    first_system_code: int
+    outbox: AckOutbox | None  # None: the topology has no ackers
+    capture: list[Any] | None  # topology.testing.capture: every emit is recorded here
+    errors: ErrorLog
+    services: LoopServices
 
 
 class Executor:
     """What spout, bolt and acker executors share."""
 
-    kind = "executor"
+    kind: ClassVar[str] = "executor"
+    system_streams: ClassVar[Mapping[str, Sequence[str]]] = {}
 
-    def __init__(self, component: str, task: int) -> None:
-        self.component = component
-        self.task = task
-        self.stats = ExecutorStats(component, task, self.kind)
-        self.routes: dict[str, Route] = {}
+    def __init__(self, env: TaskEnv) -> None:
+        self.component = env.component
+        self.task = env.task
+        self.conf = env.conf
+        self.context = env.context
+        self.errors = env.errors
+        self.services = env.services
+        self.routes = env.routes
+        self.stats = ExecutorStats(env.component, env.task, self.kind)
 
+    def call_user(self, what: str, fn: Callable[..., Any], *args: Any) -> bool:
+        """Call user code; an exception is reported, never raised. True if it returned."""
+        try:
+            fn(*args)
+            return True
+        except Exception as e:  # a user error must not stop the worker
+            self.errors.report(self.component, self.task, what, e)
+            return False
+
+    def open(self) -> None:
+        """Called once every executor of the worker has been built."""
+
+    def close(self) -> None:
+        """Called at shutdown, before the last flush."""
+
+    def flush(self, now: float) -> None:
+        """The parent's "flush": the input is over (complete_topology); emit what is held."""
 
     def snapshot(self) -> dict[str, Any]:
         routes = self.routes.values()
-        return self.stats.snapshot({r.stream: r.emitted for r in routes},
+        snap = self.stats.snapshot({r.stream: r.emitted for r in routes},
                                    {r.stream: r.transferred() for r in routes},
                                    self.executed_streams())
+        snap.update(self.extra_snapshot())
+        return snap
+
+    def extra_snapshot(self) -> dict[str, Any]:
+        """Fields this executor adds to its heartbeat snapshot."""
+        return {}
 
     def executed_streams(self) -> dict[str, dict[str, int]]:
         return {}
 
 
-class _Collector:
-    """Target selection and delivery shared by the spout and bolt collectors."""
-
-    def __init__(self, executor: Executor, dest: Mapping[int, Callable[[tuple], None]],
-                 capture: list | None) -> None:
-        self._executor = executor
-        self._component = executor.component
-        self._task = executor.task
-        self._routes = executor.routes
-        self._dest = dest
-        self._capture = capture
-        self.count = 0  # tuples emitted, all streams
-
-    def _route(self, stream: str, values: Sequence[Any]) -> Route:
-        route = self._routes.get(stream)
-        if route is None:
-            raise TopologyError(
-                f"component {self._component!r} emitted on undeclared stream {stream!r} "
-                f"(it declares {sorted(self._routes)})"
-            )
-        if len(values) != route.nfields:
-            raise TopologyError(
-                f"component {self._component!r} emitted {len(values)} values on stream "
-                f"{stream!r}, which declares {route.nfields} fields"
-            )
-        route.emitted += 1
-        self.count += 1
-        if self._capture is not None:
-            self._capture.append((self._component, stream, list(values)))
-        return route
-
-    def _direct_target(self, route: Route, task: int) -> list[int]:
-        if task not in route.direct_tasks:
-            raise TopologyError(
-                f"component {self._component!r}: task {task} is not a direct-grouped consumer "
-                f"of stream {route.stream!r} (direct consumers: {sorted(route.direct_tasks)})"
-            )
-        route.counted[0] += 1
-        return [task]
-
-
-class SpoutCollector(_Collector):
-    def __init__(self, executor: SpoutExecutor, dest: Mapping[int, Callable[[tuple], None]],
-                 outbox: AckOutbox | None, capture: list | None) -> None:
-        super().__init__(executor, dest, capture)
-        self._spout_executor = executor
-        self._outbox = outbox
-        self._pending = executor.pending
-        self.now = 0.0
-        self.tracked = 0  # tuples emitted with a msg id that the acker tracks
-
-    def emit(self, values: Sequence[Any], msg_id: Any = None, stream: str = "default") -> list[int]:
-        route = self._routes.get(stream)
-        if route is None or len(values) != route.nfields:
-            return self._route(stream, values).targets(values)  # raises the clear error
-        route.emitted += 1
-        self.count += 1
-        if self._capture is not None:
-            self._capture.append((self._component, stream, list(values)))
-        single = route.single
-        targets = single(values) if single is not None else route.targets(values)
-        self._send(targets, route.code, values, msg_id)
-        return targets
-
-    def emit_direct(self, task: int, values: Sequence[Any], msg_id: Any = None,
-                    stream: str = "default") -> list[int]:
-        route = self._route(stream, values)
-        targets = self._direct_target(route, task)
-        self._send(targets, route.code, values, msg_id)
-        return targets
-
-    def _send(self, targets: list[int], code: int, values: Sequence[Any], msg_id: Any) -> None:
-        dest = self._dest
-        outbox = self._outbox
-        if msg_id is None:
-            item = (self._task, code, values, ())
-            for t in targets:
-                dest[t](item)
-            return
-        if outbox is None or not targets:
-            # Nothing will track this tree (no ackers, or no consumer): it is complete now.
-            self._spout_executor.instant.append(msg_id)
-            for t in targets:
-                dest[t]((self._task, code, values, ()))
-            return
-        root = rand64(64)
-        xor = 0
-        task = self._task
-        for t in targets:
-            edge = rand64(64)
-            xor ^= edge
-            dest[t]((task, code, values, (root, edge)))
-        self._pending.put_new(root, (msg_id, self.now))
-        self.tracked += 1
-        outbox.inits.append((root, xor, task))
-
-
-class BoltCollector(_Collector):
-    def __init__(self, executor: BoltExecutor, dest: Mapping[int, Callable[[tuple], None]],
-                 outbox: AckOutbox, capture: list | None, auto_anchor: bool) -> None:
-        super().__init__(executor, dest, capture)
-        self._acks = outbox.acks
-        self._fails = outbox.fails
-        self._stats = executor.stats
-        self._auto_anchor = auto_anchor
-        self.current: Tuple | None = None
-
-    def emit(self, values: Sequence[Any], anchors: Sequence[Tuple] | None = None,
-             stream: str = "default") -> list[int]:
-        # The hot path: route lookup, target choice and the common "anchored to the one
-        # input tuple, which has one root" case are inlined to save calls per tuple.
-        route = self._routes.get(stream)
-        if route is None or len(values) != route.nfields:
-            return self._route(stream, values).targets(values)  # raises the clear error
-        route.emitted += 1
-        if self._capture is not None:
-            self._capture.append((self._component, stream, list(values)))
-        single = route.single
-        targets = single(values) if single is not None else route.targets(values)
-        if anchors is None:
-            current = self.current
-            dest = self._dest
-            if current is None or not current.id or not self._auto_anchor:
-                item = (self._task, route.code, values, ())
-                for t in targets:
-                    dest[t](item)
-                return targets
-            ids = current.id
-            if len(ids) == 2 and current._ackval is not None:
-                root = ids[0]
-                task = self._task
-                code = route.code
-                for t in targets:
-                    edge = rand64(64)
-                    current._ackval ^= edge
-                    dest[t]((task, code, values, (root, edge)))
-                return targets
-        self._send(targets, route.code, values, anchors)
-        return targets
-
-    def emit_direct(self, task: int, values: Sequence[Any], anchors: Sequence[Tuple] | None = None,
-                    stream: str = "default") -> list[int]:
-        route = self._route(stream, values)
-        targets = self._direct_target(route, task)
-        self._send(targets, route.code, values, anchors)
-        return targets
-
-    def _send(self, targets: list[int], code: int, values: Sequence[Any],
-              anchors: Sequence[Tuple] | None) -> None:
-        dest = self._dest
-        task = self._task
-        if anchors is None:
-            current = self.current
-            if current is None or not self._auto_anchor or not current.id:
-                item = (task, code, values, ())
-                for t in targets:
-                    dest[t](item)
-                return
-            ids = current.id
-            if len(ids) == 2 and current._ackval is not None:
-                # The common case: one anchor with one root.
-                root = ids[0]
-                for t in targets:
-                    edge = rand64(64)
-                    current._ackval ^= edge
-                    dest[t]((task, code, values, (root, edge)))
-                return
-            anchors = (current,)
-        tracked = [a for a in anchors if a.id]
-        for a in tracked:
-            if a._ackval is None:
-                raise TopologyError(
-                    f"component {self._component!r} anchored a tuple to {a!r}, which was "
-                    "already acked or failed"
-                )
-        for t in targets:
-            dest[t]((task, code, values, self._child_ids(tracked)))
-
-    @staticmethod
-    def _child_ids(anchors: Sequence[Tuple]) -> tuple:
-        if not anchors:
-            return ()
-        child: dict[int, int] = {}
-        for a in anchors:
-            edge = rand64(64)
-            a._ackval ^= edge  # type: ignore[operator]  # the caller checked it is not None
-            ids = a.id
-            for i in range(0, len(ids), 2):
-                root = ids[i]
-                child[root] = child.get(root, 0) ^ edge
-        flat: list[int] = []
-        for root, val in child.items():
-            flat += (root, val)
-        return tuple(flat)
-
-    def ack(self, tup: Tuple) -> None:
-        ackval = tup._ackval
-        if ackval is None:
-            return
-        tup._ackval = None
-        ids = tup.id
-        acks = self._acks
-        if len(ids) == 2:
-            root = ids[0]
-            acks[root] = acks.get(root, 0) ^ ids[1] ^ ackval
-        else:
-            for i in range(0, len(ids), 2):
-                root = ids[i]
-                acks[root] = acks.get(root, 0) ^ ids[i + 1] ^ ackval
-        self._stats.acked += 1
-
-    def fail(self, tup: Tuple) -> None:
-        if tup._ackval is None:
-            return
-        tup._ackval = None
-        ids = tup.id
-        for i in range(0, len(ids), 2):
-            self._fails.append(ids[i])
-        self._stats.failed += 1
-
-
 class SpoutExecutor(Executor):
     kind = "spout"
 
-    def __init__(self, component: str, task: int, spout: Any, max_pending: int | None,
-                 errors: ErrorLog, pending_buckets: int = 4) -> None:
-        super().__init__(component, task)
-        self.spout = spout
-        self.max_pending = max_pending or 0
-        self.errors = errors
-        self.pending: RotatingMap[int, tuple[Any, float]] = RotatingMap(pending_buckets)
-        self.instant: list[Any] = []  # msg ids complete at emit (nothing tracks them)
-        self.collector: SpoutCollector | None = None
-        self.capture_acked: list | None = None
-        self.capture_failed: list | None = None
+    def __init__(self, env: TaskEnv) -> None:
+        super().__init__(env)
+        self.spout = env.obj
+        self.max_pending = int(env.conf.get("topology.max.spout.pending") or 0)
+        self.timeout = float(env.conf["topology.message.timeout.secs"])
+        # root -> (msg id, emit time), oldest first: a dict keeps insertion order, and
+        # tuples are inserted in emit order, so expiry stops at the first young one.
+        self.pending: dict[int, tuple[Any, float]] = {}
+        self.collector = SpoutCollector(env.component, env.task, env.routes, env.system_codes,
+                                        env.capture, env.outbox, self.pending)
+        self.captured: tuple[list[Any], list[Any]] | None = \
+            ([], []) if env.capture is not None else None  # (acked, failed) msg ids
+        self.spout._attach(self.collector)
 
-    def _call(self, what: str, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception as e:  # a user error must not stop the worker
-            self.errors.report(self.component, self.task, what, e)
+    def open(self) -> None:
+        self.call_user("open", self.spout.open, self.conf, self.context)
 
-    def run(self, now: float, calls: int) -> int:
-        """Call next_tuple up to `calls` times; return how many tuples were emitted."""
+    def close(self) -> None:
+        self.call_user("close", self.spout.close)
+
+    def activate(self, active: bool) -> None:
+        if active:
+            self.call_user("activate", self.spout.activate)
+        else:
+            self.call_user("deactivate", self.spout.deactivate)
+
+    def run(self, now: float, calls: int, until: float) -> int:
+        """Call next_tuple up to `calls` times, and not after perf_counter() passes `until`
+        (a slow next_tuple gets a call per turn); return how many tuples were emitted."""
         collector = self.collector
-        assert collector is not None
         collector.now = now
         next_tuple = self.spout.next_tuple
-        # Only this loop adds to `pending` (each tracked emit adds one entry), so the room
-        # left under max.spout.pending is computed once rather than per call.
-        room = self.max_pending - len(self.pending) if self.max_pending else -1
-        tracked_before = collector.tracked
-        emitted_before = count = collector.count
-        start = time.perf_counter()
+        clock = time.perf_counter
+        pending = self.pending  # a tracked emit adds an entry: max.spout.pending bounds it
+        max_pending = self.max_pending or sys.maxsize
+        emitted_before = count = collector.emits
+        start = clock()
         for _ in range(calls):
-            if room >= 0 and collector.tracked - tracked_before >= room:
+            if len(pending) >= max_pending:
                 break
             try:
                 next_tuple()
             except Exception as e:
                 self.errors.report(self.component, self.task, "next_tuple", e)
                 break
-            if collector.count == count:
+            if collector.emits == count:
                 break
-            count = collector.count
-        self.stats.execute_time += time.perf_counter() - start
-        if self.instant:
-            self._ack_instant()
+            count = collector.emits
+            if clock() >= until:
+                break
+        self.stats.execute_time += clock() - start
+        if collector.instant:
+            done, collector.instant = collector.instant, []
+            for msg_id in done:
+                self.tree_acked(msg_id)
         return count - emitted_before
 
-    def _ack_instant(self) -> None:
-        done, self.instant = self.instant, []
-        for msg_id in done:
-            self.stats.acked += 1
-            if self.capture_acked is not None:
-                self.capture_acked.append(msg_id)
-            self._call("ack", self.spout.ack, msg_id)
-
     def outcomes(self, acked: Sequence[int], failed: Sequence[int], now: float) -> None:
-        pending = self.pending
+        """The acker's verdicts on roots of this task (unknown roots timed out already). A
+        tree that completed after its timeout is failed: it did, it was only not yet
+        expired (the loop was stuck, in user code, say, when its timeout came)."""
+        pop = self.pending.pop
         latency = self.stats.complete_latency
+        timeout = self.timeout
         for root in acked:
-            entry = pending.pop(root)
+            entry = pop(root, None)
             if entry is None:
-                continue  # timed out already
-            msg_id, started = entry
-            latency.add(now - started)
-            self.stats.acked += 1
-            if self.capture_acked is not None:
-                self.capture_acked.append(msg_id)
-            self._call("ack", self.spout.ack, msg_id)
+                continue
+            took = now - entry[1]
+            if took < timeout:
+                latency.add(took)
+                self.tree_acked(entry[0])
+            else:
+                self.stats.timed_out += 1
+                self.tree_failed(entry[0])
         for root in failed:
-            entry = pending.pop(root)
+            entry = pop(root, None)
             if entry is not None:
-                self._fail(entry[0])
+                self.tree_failed(entry[0])
 
-    def _fail(self, msg_id: Any) -> None:
-        self.stats.failed += 1
-        if self.capture_failed is not None:
-            self.capture_failed.append(msg_id)
-        self._call("fail", self.spout.fail, msg_id)
-
-    def expire(self) -> None:
-        """Rotate the pending map: what falls out timed out and is failed."""
-        for msg_id, _ in self.pending.rotate().values():
+    def expire(self, now: float) -> None:
+        """Fail the tuples emitted `topology.message.timeout.secs` ago or more (the loop
+        calls this every third of the timeout, and at once after a stall)."""
+        pending = self.pending
+        cutoff = now - self.timeout
+        late = []
+        for root, (_, emitted_at) in pending.items():
+            if emitted_at > cutoff:
+                break
+            late.append(root)
+        for root in late:
             self.stats.timed_out += 1
-            self._fail(msg_id)
+            self.tree_failed(pending.pop(root)[0])
+
+    def tree_acked(self, msg_id: Any) -> None:
+        """A tree completed. Override to hold the ack (then call deliver_ack later)."""
+        self.deliver_ack(msg_id)
+
+    def tree_failed(self, msg_id: Any) -> None:
+        """A tree failed or timed out. Override to hold it (then call deliver_fail)."""
+        self.deliver_fail(msg_id)
+
+    def deliver_ack(self, msg_id: Any) -> None:
+        self.stats.acked += 1
+        if self.captured is not None:
+            self.captured[0].append(msg_id)
+        self.call_user("ack", self.spout.ack, msg_id)
+
+    def deliver_fail(self, msg_id: Any) -> None:
+        self.stats.failed += 1
+        if self.captured is not None:
+            self.captured[1].append(msg_id)
+        self.call_user("fail", self.spout.fail, msg_id)
 
 
 class BoltExecutor(Executor):
+    """Runs a bolt: each input tuple goes to `process`, then is acked (auto_ack), or failed
+    if `process` raised (auto_fail). Inputs wait in `queue` as lanes
+    [tuples left, source task, stream code, iterator of (values, ids)] (see worker.wire)."""
+
     kind = "bolt"
 
-    def __init__(self, component: str, task: int, bolt: Any, infos: Sequence[StreamInfo],
-                 errors: ErrorLog) -> None:
-        super().__init__(component, task)
-        self.bolt = bolt
-        self.infos = infos
-        self.errors = errors
-        self.queue: collections.deque[tuple] = collections.deque()
-        self.executed_by_code = [0] * len(infos)  # per input stream
-        self.collector: BoltCollector | None = None
-        self.auto_ack = bool(getattr(bolt, "auto_ack", True))
-        self.auto_fail = bool(getattr(bolt, "auto_fail", True))
+    def __init__(self, env: TaskEnv) -> None:
+        super().__init__(env)
+        self.bolt = env.obj
+        self.infos = env.infos
+        self.first_system_code = env.first_system_code
+        self.outbox = env.outbox if env.outbox is not None else AckOutbox()
+        self.collector = BoltCollector(env.component, env.task, env.routes, env.system_codes,
+                                       env.capture, self.outbox, self.stats,
+                                       bool(getattr(self.bolt, "auto_anchor", True)))
+        self.queue: collections.deque[list[Any]] = collections.deque()
+        self.executed_by_code = [0] * len(env.infos)  # per input stream
+        custom = type(self).execute is not BoltExecutor.execute
+        self._handle = self.execute if custom else self.bolt.process
+        self.auto_ack = bool(getattr(self.bolt, "auto_ack", True)) and not custom
+        self.auto_fail = bool(getattr(self.bolt, "auto_fail", True))
+        self.bolt._attach(self.collector)
+
+    def open(self) -> None:
+        self.call_user("prepare", self.bolt.prepare, self.conf, self.context)
+
+    def close(self) -> None:
+        self.call_user("cleanup", self.bolt.cleanup)
+
+    def execute(self, tup: Tuple) -> None:
+        """Handle one input tuple. An executor that overrides this owns the acking of its
+        inputs: nothing is acked for it, and it acks or fails each tuple when it likes."""
+        self.bolt.process(tup)
+
+    def on_system(self, tup: Tuple) -> None:
+        """A tuple on a system stream (see routing): ignored unless overridden."""
+        log.debug("%s task %d: ignored %r", self.component, self.task, tup)
+
+    def put(self, src: int, code: int, n: int, rows: Any) -> None:
+        """Queue `n` tuples from task `src` on stream `code`: an iterator of (values, ids)."""
+        self.queue.append([n, src, code, rows])
 
     def run(self, budget: int) -> int:
         """Process up to `budget` queued tuples; return how many were processed."""
         queue = self.queue
-        n = min(budget, len(queue))
-        if not n:
-            return 0
-        collector = self.collector
-        assert collector is not None
-        popleft = queue.popleft
-        infos = self.infos
-        process = self.bolt.process
-        ack = collector.ack
-        acks = collector._acks
-        auto_ack = self.auto_ack
-        by_code = self.executed_by_code
-        acked = 0
+        done = 0
         start = time.perf_counter()
-        for _ in range(n):
-            src, code, values, ids = popleft()
-            by_code[code] += 1
-            tup = Tuple(values, src, infos[code], ids)
-            collector.current = tup
-            try:
-                process(tup)
-            except Exception as e:
-                self._failed(tup, e)
-                continue
-            if auto_ack:
-                ackval = tup._ackval
-                if ackval is None:
-                    continue
-                if not ids:  # untracked: nothing to tell the acker
-                    acked += 1
-                elif len(ids) == 2:  # inlined BoltCollector.ack for one root
-                    tup._ackval = None
-                    root = ids[0]
-                    acks[root] = acks.get(root, 0) ^ ids[1] ^ ackval
-                    acked += 1
-                else:
-                    ack(tup)
-        collector.current = None
+        while queue and done < budget:
+            lane = queue[0]
+            take = min(lane[0], budget - done)
+            code = lane[2]
+            self.executed_by_code[code] += take
+            if code < self.first_system_code:
+                self._execute(lane[1], self.infos[code], islice(lane[3], take))
+            else:
+                self._system(lane[1], self.infos[code], islice(lane[3], take))
+            done += take
+            lane[0] -= take
+            if not lane[0]:
+                queue.popleft()
         stats = self.stats
         stats.execute_time += time.perf_counter() - start
-        stats.executed += n
-        stats.acked += acked
-        return n
+        stats.executed += done
+        return done
+
+    def _execute(self, src: int, info: StreamInfo, rows: Any) -> None:
+        handle = self._handle
+        collector = self.collector
+        ack = self.outbox.ack
+        auto_ack = self.auto_ack
+        anchoring = collector.auto_anchor
+        new = object.__new__
+        refcount = sys.getrefcount
+        # References to a Tuple nothing kept: `tup`, getrefcount's argument, and
+        # collector.current if the bolt anchors.
+        alone = 3 if anchoring else 2
+        acked = 0
+        tup: Any = None
+        for values, ids in rows:
+            # Tuple.__init__ without its call, and the last Tuple again when nothing else
+            # refers to it: building a Tuple is otherwise a third of what this loop costs.
+            # One that a bolt kept stays as it is.
+            if tup is None or refcount(tup) > alone:
+                tup = new(Tuple)
+                tup.task = src
+                tup._info = info
+            tup.values = values
+            tup.id = ids
+            tup._ackval = 0
+            if anchoring:
+                collector.current = tup
+            try:
+                handle(tup)
+            except Exception as e:
+                self._failed(tup, e)
+                tup = None
+                continue
+            if auto_ack and tup._ackval is not None:
+                acked += 1
+                if ids:
+                    ack(tup)
+        collector.current = None
+        self.stats.acked += acked
+
+    def _system(self, src: int, info: StreamInfo, rows: Any) -> None:
+        for values, ids in rows:
+            self.call_user("on_system", self.on_system, Tuple(values, src, info, ids))
 
     def _failed(self, tup: Tuple, exc: Exception) -> None:
-        assert self.collector is not None
         self.collector.current = None
         self.errors.report(self.component, self.task, "process", exc)
         if self.auto_fail:
             self.collector.fail(tup)
+
+    def tick(self, info: StreamInfo, freq: float) -> None:
+        self.call_user("process_tick", self.bolt.process_tick, Tuple([freq], -1, info))
 
     def executed_streams(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -496,45 +377,25 @@ class BoltExecutor(Executor):
                 out.setdefault(info.component, {})[info.stream] = n
         return out
 
-    def tick(self, info: StreamInfo, freq: float) -> None:
-        tup = Tuple([freq], -1, info)
-        try:
-            self.bolt.process_tick(tup)
-        except Exception as e:
-            self.errors.report(self.component, self.task, "process_tick", e)
-
 
 class AckerExecutor(Executor):
-    """Hosts one acker task: feeds its ledger and returns what to tell the spouts."""
+    """Hosts one acker task: feeds its ledger and returns which trees finished."""
 
     kind = "acker"
 
-    def __init__(self, component: str, task: int, buckets: int = 4) -> None:
-        super().__init__(component, task)
+    def __init__(self, env: TaskEnv, buckets: int = ACKER_BUCKETS) -> None:
+        super().__init__(env)
         self.ledger = AckerLedger(buckets)
 
     def handle(self, inits: Sequence[tuple[int, int, int]], acks: Mapping[int, int],
-               fails: Sequence[int]) -> list[Outcome]:
-        ledger = self.ledger
-        out: list[Outcome] = []
-        for root, val, spout_task in inits:
-            outcome = ledger.init(root, val, spout_task)
-            if outcome is not None:
-                out.append(outcome)
-        ack = ledger.ack
-        for root, val in acks.items():
-            outcome = ack(root, val)
-            if outcome is not None:
-                out.append(outcome)
-        for root in fails:
-            outcome = ledger.fail(root)
-            if outcome is not None:
-                out.append(outcome)
+               fails: Sequence[int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """(acked, failed) as (root, spout task) pairs."""
+        acked, failed = self.ledger.apply(inits, acks, fails)
         stats = self.stats
         stats.executed += len(inits) + len(acks) + len(fails)
-        for o in out:
-            if o.kind == ACK:
-                stats.acked += 1
-            else:
-                stats.failed += 1
-        return out
+        stats.acked += len(acked)
+        stats.failed += len(failed)
+        return acked, failed
+
+    def expire(self, now: float) -> None:
+        self.ledger.rotate()

@@ -6,62 +6,11 @@ Hot paths bump plain integer attributes; latencies go into log-scale histograms
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from cluster.records import Histogram
 
-class Histogram:
-    """Latencies in seconds; `percentile` answers within one bucket's width (~9%)."""
-
-    __slots__ = ("buckets", "count", "total")
-
-    def __init__(self) -> None:
-        self.buckets: dict[int, int] = {}
-        self.count = 0
-        self.total = 0.0
-
-    def add(self, seconds: float) -> None:
-        micros = seconds * 1e6
-        b = int(math.log2(micros) * 8) if micros > 1.0 else 0
-        buckets = self.buckets
-        buckets[b] = buckets.get(b, 0) + 1
-        self.count += 1
-        self.total += seconds
-
-    def merge(self, other: Histogram | dict[str, Any]) -> None:
-        if isinstance(other, dict):
-            other = Histogram.from_dict(other)
-        for b, n in other.buckets.items():
-            self.buckets[b] = self.buckets.get(b, 0) + n
-        self.count += other.count
-        self.total += other.total
-
-    def percentile(self, p: float) -> float | None:
-        """Upper edge of the bucket holding the p-th percentile, in seconds (None if empty)."""
-        if not self.count:
-            return None
-        rank = p / 100.0 * self.count
-        seen = 0
-        for b in sorted(self.buckets):
-            seen += self.buckets[b]
-            if seen >= rank:
-                return 2 ** ((b + 1) / 8) / 1e6
-        return 2 ** ((max(self.buckets) + 1) / 8) / 1e6
-
-    def mean(self) -> float | None:
-        return self.total / self.count if self.count else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"buckets": {str(b): n for b, n in self.buckets.items()}, "count": self.count,
-                "total": self.total}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Histogram:
-        h = cls()
-        h.buckets = {int(b): int(n) for b, n in data.get("buckets", {}).items()}
-        h.count = int(data.get("count", 0))
-        h.total = float(data.get("total", 0.0))
-        return h
+__all__ = ["ExecutorStats", "Histogram", "Windows"]
 
 
 class ExecutorStats:
@@ -97,31 +46,6 @@ class ExecutorStats:
             "execute_time": self.execute_time,
             "complete_latency": self.complete_latency.to_dict(),
         }
-
-
-def aggregate_components(heartbeats: Any) -> dict[str, dict[str, Any]]:
-    """Sum the executor snapshots of many worker heartbeats per component.
-
-    Returns {component: {"type", "tasks", "emitted", "transferred", "executed", "acked",
-    "failed", "timed_out", "execute_time", "complete_latency": Histogram}}.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for hb in heartbeats:
-        for e in hb.get("executors", ()):
-            c = out.get(e["component"])
-            if c is None:
-                c = out[e["component"]] = {
-                    "type": e["type"], "tasks": 0, "emitted": 0, "transferred": 0,
-                    "executed": 0, "acked": 0, "failed": 0, "timed_out": 0,
-                    "execute_time": 0.0, "complete_latency": Histogram(),
-                }
-            c["tasks"] += 1
-            c["emitted"] += sum(e["emitted"].values())
-            for key in ("transferred", "executed", "acked", "failed", "timed_out",
-                        "execute_time"):
-                c[key] += e.get(key, 0)
-            c["complete_latency"].merge(e.get("complete_latency") or {})
-    return out
 
 
 WINDOW_SECS = 600.0

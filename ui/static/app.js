@@ -1,7 +1,7 @@
 // Squall dashboard: a hash-routed page over the REST API (no build step, no dependencies).
 //   #/                               cluster: summary, nimbuses, supervisors, topologies
 //   #/topology/<id>                  topology: stats, graph, throughput, components, errors
-//   #/topology/<id>/component/<c>    one component: windows, executors, errors
+//   #/topology/<id>/component/<c>    one component: windows, streams, executors, metrics, errors
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -11,6 +11,8 @@ const MAX_WAIT_SECS = 86400, MAX_WORKERS = 256, MAX_PARALLELISM = 4096;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const app = { timer: null, seq: 0, window: "600", mode: "" };
+// Storm's windows: the workers report the last 10 minutes and all time, the server keeps 3 h and 1 day.
+const WINDOWS = [["600", "10 min"], ["10800", "3 h"], ["86400", "1 day"], [":all-time", "All time"]];
 
 // --- small DOM helpers (no innerHTML: every value is text) -------------------------------------
 
@@ -52,6 +54,11 @@ function fmtInt(n) {
   return n === null || n === undefined ? "–" : Math.round(n).toLocaleString("en-US");
 }
 
+function fmtNum(n) {
+  if (n === null || n === undefined) return "–";
+  return Number.isInteger(n) ? n.toLocaleString("en-US") : Number(n.toPrecision(4)).toLocaleString("en-US");
+}
+
 function fmtShort(n) {
   if (n === null || n === undefined) return "–";
   const a = Math.abs(n);
@@ -84,6 +91,24 @@ function ago(secs) {
 
 function badge(status) {
   return h("span", { class: "badge " + String(status || "").toLowerCase(), text: status || "?" });
+}
+
+function logCell(link) {
+  if (!link) return h("td", { class: "muted", text: "–", title: "this worker's supervisor serves no logs" });
+  return h("td", {}, h("a", { href: link, target: "_blank", rel: "noopener", class: "log-link", text: "log" }));
+}
+
+// The one line of an error, and its whole traceback folded under it.
+function traceback(line, trace) {
+  if (!trace || trace === line) return h("div", { class: "mono small error-text", text: line });
+  return h("details", { class: "traceback" }, h("summary", { class: "mono small error-text", text: line }),
+    h("pre", { class: "mono small", text: trace }));
+}
+
+function windowToggle() {
+  return h("div", { class: "toggle" }, WINDOWS.map(([w, label]) =>
+    h("button", { class: "btn small" + (w === app.window ? " on" : ""), type: "button", "data-window": w,
+      onclick: () => { app.window = w; refresh(); }, text: label })));
 }
 
 function capacityCell(c) {
@@ -258,7 +283,7 @@ async function clusterView() {
   const leader = nim.nimbuses.find((n) => n.status === "Leader");
   const cards = h("div", { class: "cards" },
     card("Topologies", fmtInt(cl.topologies)),
-    card("Supervisors", fmtInt(cl.supervisors)),
+    card("Supervisors", fmtInt(cl.supervisors), cl.supervisorsLost ? `${cl.supervisorsLost} lost` : ""),
     card("Slots used", `${cl.slotsUsed} / ${cl.slotsTotal}`, `${cl.slotsFree} free`),
     card("Executors", fmtInt(cl.executorsTotal), `${fmtInt(cl.tasksTotal)} tasks`),
     card("Nimbus leader", leader ? `${leader.host}:${leader.port}` : cl.mode === "local" ? "local" : "none",
@@ -270,8 +295,11 @@ async function clusterView() {
   const nimRows = nim.nimbuses.map((n) => h("tr", {}, td(n.host), num(n.port),
     h("td", {}, h("span", { class: "badge " + (n.status === "Leader" ? "active" : "inactive"), text: n.status })),
     td(n.version), td(n.nimbusUpTime)));
-  const supRows = sup.supervisors.map((x) => h("tr", {},
-    h("td", { class: "mono small", text: x.id }), td(x.host), td(x.uptime || "–"),
+  const supRows = sup.supervisors.map((x) => h("tr", { "data-supervisor": x.id },
+    h("td", { class: "mono small", text: x.id }), td(x.host),
+    h("td", {}, h("span", { class: "badge " + x.status, text: x.status,
+      title: x.status === "lost" ? `no heartbeat for ${x.silentSecs} s` : "heartbeating" })),
+    td(x.uptime || "–"),
     h("td", {}, h("div", { class: "slots" }, x.slots.map((sl) => h("span", {
       class: "slot " + (sl.topologyId ? "used" : "free"),
       title: sl.topologyId ? `${sl.port}: ${sl.topologyName}` : `${sl.port}: free`,
@@ -283,7 +311,7 @@ async function clusterView() {
     h("div", { class: "grid2" },
       panel("Nimbus", table(["Host", "#Port", "Status", "Version", "Uptime"], nimRows,
         cl.mode === "local" ? "Local mode: no nimbus, the local cluster schedules." : "No nimbus registered.")),
-      panel("Supervisors", table(["Id", "Host", "Uptime", "Slots", "#Used"], supRows, "No supervisors."))));
+      panel("Supervisors", table(["Id", "Host", "Status", "Uptime", "Slots", "#Used"], supRows, "No supervisors."))));
 }
 
 // --- topology view ------------------------------------------------------------------------------
@@ -309,15 +337,12 @@ async function topologyView(id) {
     card("Acked", fmtShort(stats.acked), `${fmtShort(last.acked || 0)}/s`),
     card("Failed", fmtShort(stats.failed), `${fmtShort(last.failed || 0)}/s`),
     card("Complete latency", fmtMs(stats.completeLatency), stats.windowPretty));
-  const windowToggle = h("div", { class: "toggle" }, [["600", "10 min"], [":all-time", "All time"]].map(
-    ([w, label]) => h("button", { class: "btn small" + (w === app.window ? " on" : ""), type: "button",
-      onclick: () => { app.window = w; refresh(); }, text: label })));
   return h("div", { class: "topology", "data-topology": t.id }, header, cards,
     panel("Topology graph · tuples/s on the edges", graph(live, t.id)),
     h("div", { class: "grid-chart" },
       panel("Throughput (tuples/s)", chart(live.samples, live.spanSeconds)),
       panel("Recent errors", errorList(t))),
-    h("div", { class: "panel-head" }, h("span", { class: "muted", text: "Component stats over" }), windowToggle),
+    h("div", { class: "panel-head" }, h("span", { class: "muted", text: "Component stats over" }), windowToggle()),
     panel("Spouts", spoutTable(t)),
     panel("Bolts", boltTable(t)),
     panel("Workers", workerTable(t)));
@@ -336,7 +361,7 @@ function compLink(id, c) {
 
 function errorCell(x) {
   if (!x.lastError) return h("td", { class: "muted", text: "" });
-  return h("td", { class: "error-text small", title: `${x.errorHost}:${x.errorPort}` },
+  return h("td", { class: "error-text small", title: x.lastErrorTraceback || `${x.errorHost}:${x.errorPort}` },
     `${x.lastError} (${ago(x.errorLapsedSecs)})`);
 }
 
@@ -363,8 +388,9 @@ function boltTable(t) {
 function workerTable(t) {
   const rows = t.workers.map((w) => h("tr", {}, td(`${w.host}:${w.port}`), td(w.uptime || "–"),
     num(w.executorsTotal), h("td", { class: "num", text: fmtBytes(w.rssBytes) }), num(w.queued),
-    h("td", { class: "small", text: Object.entries(w.componentNumTasks).map(([c, n]) => `${c}×${n}`).join(", ") })));
-  return table(["Worker", "Uptime", "#Executors", "#Memory", "#Queued", "Tasks"], rows, "No workers assigned.");
+    h("td", { class: "small", text: Object.entries(w.componentNumTasks).map(([c, n]) => `${c}×${n}`).join(", ") }),
+    logCell(w.workerLogLink)));
+  return table(["Worker", "Uptime", "#Executors", "#Memory", "#Queued", "Tasks", "Log"], rows, "No workers assigned.");
 }
 
 function errorList(t) {
@@ -373,8 +399,9 @@ function errorList(t) {
   return h("ul", { class: "errors" }, errors.map((e) => h("li", {},
     h("div", { class: "error-head" }, h("strong", { text: e.component }),
       h("span", { class: "muted small", text: ` task ${e.errorTask} · ${e.errorHost}:${e.errorPort} · `
-        + `${new Date(e.time * 1000).toLocaleTimeString()} (${ago(e.errorLapsedSecs)})` })),
-    h("div", { class: "mono small error-text", text: e.error }))));
+        + `${new Date(e.errorTime * 1000).toLocaleTimeString()} (${ago(e.errorLapsedSecs)})` }),
+      e.errorWorkerLogLink ? h("a", { href: e.errorWorkerLogLink, target: "_blank", rel: "noopener", class: "small", text: " log" }) : null),
+    traceback(e.error, e.errorTraceback))));
 }
 
 // --- actions --------------------------------------------------------------------------------------
@@ -553,22 +580,41 @@ async function componentView(id, c) {
     num(e.emitted), num(e.transferred),
     spout ? h("td", { class: "num", text: fmtMs(e.completeLatency) }) : num(e.executed),
     spout ? null : h("td", { class: "num", text: fmtMs(e.executeLatency) }),
-    spout ? null : capacityCell(e.capacity), num(e.acked), num(e.failed)));
-  const eHead = spout ? ["Executor", "Worker", "Uptime", "#Emitted", "#Transferred", "#Complete latency", "#Acked", "#Failed"]
-    : ["Executor", "Worker", "Uptime", "#Emitted", "#Transferred", "#Executed", "#Execute latency", "#Capacity", "#Acked", "#Failed"];
+    spout ? null : capacityCell(e.capacity), num(e.acked), num(e.failed), logCell(e.workerLogLink)));
+  const eHead = spout ? ["Executor", "Worker", "Uptime", "#Emitted", "#Transferred", "#Complete latency", "#Acked", "#Failed", "Log"]
+    : ["Executor", "Worker", "Uptime", "#Emitted", "#Transferred", "#Executed", "#Execute latency", "#Capacity", "#Acked", "#Failed", "Log"];
   const errors = x.componentErrors.map((e) => h("tr", {},
-    td(new Date(e.time * 1000).toLocaleString()), td(`${e.errorHost}:${e.errorPort}`), num(e.errorTask),
-    h("td", { class: "mono small error-text", text: e.error })));
+    td(new Date(e.errorTime * 1000).toLocaleString()), td(`${e.errorHost}:${e.errorPort}`), num(e.errorTask),
+    h("td", { class: "error-cell" }, traceback(e.error, e.errorTraceback)), logCell(e.errorWorkerLogLink)));
+  const inputs = x.inputStats.map((i) => h("tr", {}, td(i.component), td(i.stream),
+    td(i.grouping + (i.fields && i.fields.length ? ` (${i.fields.join(", ")})` : "")), num(i.executed),
+    h("td", { class: "num", text: fmtMs(i.executeLatency) }), num(i.acked), num(i.failed)));
+  const outputs = x.outputStats.map((o) => h("tr", {}, td(o.stream), num(o.emitted), num(o.transferred),
+    spout ? h("td", { class: "num", text: fmtMs(o.completeLatency) }) : null,
+    spout ? num(o.acked) : null, spout ? num(o.failed) : null));
+  const oHead = spout ? ["Stream", "#Emitted", "#Transferred", "#Complete latency", "#Acked", "#Failed"]
+    : ["Stream", "#Emitted", "#Transferred"];
   return h("div", {},
     h("div", { class: "titlebar" }, h("div", {}, h("h1", {}, c, " ", badge(x.componentType)),
       h("div", { class: "muted small", text: `${x.name} · ${x.executors} executors · ${x.tasks} tasks` }))),
     panel("Stats", table(wHead, windows)),
+    h("div", { class: "panel-head" }, h("span", { class: "muted", text: "Streams and executors over" }), windowToggle()),
     h("div", { class: "grid2" },
-      panel("Inputs", table(["Component", "Stream", "Grouping", "#Executed"], x.inputStats.map((i) =>
-        h("tr", {}, td(i.component), td(i.stream), td(i.grouping + (i.fields && i.fields.length ? ` (${i.fields.join(", ")})` : "")), num(i.executed))), "A spout has no inputs.")),
-      panel("Outputs", table(["Stream", "#Emitted", "#Transferred"], x.outputStats.map((o) => h("tr", {}, td(o.stream), num(o.emitted), num(o.transferred)))))),
+      panel("Inputs", table(["Component", "Stream", "Grouping", "#Executed", "#Execute latency", "#Acked", "#Failed"],
+        inputs, "A spout has no inputs.")),
+      panel("Outputs", table(oHead, outputs))),
     panel("Executors", table(eHead, execs)),
-    panel("Errors", table(["Time", "Worker", "#Task", "Error"], errors, "No errors reported.")));
+    panel("Metrics", metricsTable(x.metrics)),
+    panel("Errors", table(["Time", "Worker", "#Task", "Error", "Log"], errors, "No errors reported.")));
+}
+
+// The component's own metrics (context.register_metric), summed over its tasks.
+function metricsTable(metrics) {
+  const rows = (metrics || []).map((m) => h("tr", { "data-metric": m.name }, td(m.name), td(m.type),
+    m.type === "histogram"
+      ? h("td", { class: "num", text: `${fmtInt(m.count)} values, p50 ${fmtNum(m.p50)}, p99 ${fmtNum(m.p99)}` })
+      : h("td", { class: "num", text: fmtNum(m.value) + (m.type === "gauge" && m.min !== m.max ? ` (${fmtNum(m.min)} – ${fmtNum(m.max)})` : "") })));
+  return table(["Name", "Type", "#Value"], rows, "This component registers no metrics.");
 }
 
 // --- start ----------------------------------------------------------------------------------------

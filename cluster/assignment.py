@@ -1,7 +1,9 @@
-"""What the scheduler reads and writes: supervisors, topology demands and assignments.
+"""The records nimbus and supervisors share through the cluster state: supervisors, topology
+demands, assignments, and the version a worker runs.
 
 Plain records with `to_dict`/`from_dict` so that the cluster-state layer can store them as
-JSON. No I/O here.
+JSON. No I/O here. They live in `cluster/` because both daemons read them: a supervisor never
+imports nimbus, nor nimbus a supervisor.
 """
 
 from collections.abc import Mapping
@@ -140,3 +142,23 @@ class Assignment:
         except (KeyError, TypeError, ValueError) as exc:
             raise SchedulerError(f"malformed assignment {data!r}: {exc}") from exc
         return cls(topology_id, workers, hosts)
+
+
+# --- the version a worker runs ------------------------------------------------------------------
+
+
+def worker_version(assignment: Mapping[str, Any]) -> dict[str, Any]:
+    """The version of a stored assignment that a worker runs and echoes back in its heartbeat:
+    separate fields, compared for equality only (workers treat it as opaque).
+
+    Everything a worker runs by is in the assignment, and nimbus bumps "version" whenever any
+    of it changes (tasks, `active`, code version), so the pair names it exactly.
+    """
+    return {"assignment": assignment.get("version"), "code": assignment.get("code_version")}
+
+
+def runs_version(heartbeat_version: Any, assignment_version: Any) -> bool:
+    """Whether a worker reporting `heartbeat_version` runs assignment version
+    `assignment_version` (the stored assignment's "version" number)."""
+    return (isinstance(heartbeat_version, dict) and assignment_version is not None
+            and heartbeat_version.get("assignment") == assignment_version)
