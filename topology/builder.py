@@ -25,7 +25,7 @@ from topology.component import Bolt, Spout, declared_streams
 from topology.errors import TopologyError
 from topology.model import ComponentSpec, CustomGrouping, Grouping, Topology
 from topology.windowing import WindowedBolt, fold_methods, spec_problems
-from topology.windowing.spec import DEFAULT_MESSAGE_TIMEOUT_SECS
+from topology.windowing.spec import DEFAULT_MESSAGE_TIMEOUT_SECS, WINDOW_SOURCES
 
 MAX_NAME_CHARS = 100
 MAX_WORKERS = 256
@@ -157,6 +157,7 @@ class TopologyBuilder:
         problems = list(self._errors) + validate(topology)
         if problems:
             raise TopologyError(f"topology {self.name!r}: " + "; ".join(problems))
+        _record_window_sources(topology)
         return topology
 
 
@@ -287,6 +288,15 @@ def _check_windows(topology: Topology) -> list[str]:
         problems += spec_problems(spec.id, bolt.window_spec, fold_methods=fold_methods(bolt),
                                   outputs=spec.outputs, inputs=inputs, timeout_secs=timeout)
     return problems
+
+
+def _record_window_sources(topology: Topology) -> None:
+    """Tell each windowed bolt's tasks which components feed it (in its component config): an
+    event-time window waits for every task of those before its watermark moves."""
+    for spec in topology.bolts():
+        cls = spec.obj if isinstance(spec.obj, type) else type(spec.obj)
+        if issubclass(cls, WindowedBolt):
+            spec.config[WINDOW_SOURCES] = sorted({g.source for g in spec.inputs})
 
 
 def _check_cycles(topology: Topology) -> list[str]:

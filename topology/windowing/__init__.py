@@ -22,16 +22,16 @@ Reliability
   length) or is late is acked at once; a late tuple first goes out on the late stream, anchored
   to itself, so a consumer of that stream still completes its tree.
 - **Output is anchored to the window, per root.** Anchoring each output tuple to each of a
-  million window tuples (one edge per anchor, as `_child_ids` does) would cost a million random
-  edges and XORs per emit. But the acker only needs, per spout root, the XOR of the edges:
-  choose, once per fired window, a cover of the window's roots by held tuples (single-root
-  tuples: the first tuple seen of each root; a multi-root tuple joins the cover only if it
-  brings an uncovered root: any cover is correct, since a root's acks then carry exactly the
-  edges its child ids carry), then per emitted tuple draw one edge per cover member, XOR it
-  into that member's ack value and into the child's id of each of its roots. The cost is one
-  edge per cover member and one (root, edge) pair per distinct root: a window of a million
-  words from ten thousand sentences costs ten thousand. In the incremental form the cover is
-  kept per pane, so firing never walks the tuples.
+  million window tuples (one edge per anchor) would cost a million edges and XORs per emit.
+  The acker only needs, per spout root, the XOR of the edges, so the executor
+  (worker.windowed) anchors a window's output to one `WindowAnchor` whose ids are (root, 0)
+  for each distinct root of the window's tuples: each emitted tuple costs one edge, carried
+  under every root, and the anchor is acked when `process_window` returns (each root gets the
+  XOR of the children's edges). The window's tuples are still held then, so no tree
+  completes before the output is processed. A window of a million words from ten thousand
+  sentences costs ten thousand (root, edge) pairs per output tuple, not a million edges; in
+  the incremental form the panes keep their ack ids folded per root (root -> XOR of edges),
+  so firing never walks the tuples.
 - **What may be lost, and what is not.** A worker killed mid-window loses its held acks: the
   spout tuples time out and replay, and the new task windows them again, so every window's
   result is produced at least once (windows that had fired may fire again: at-least-once, as

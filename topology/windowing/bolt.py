@@ -103,6 +103,7 @@ class WindowedBolt(Bolt):
     """
 
     _window_spec: WindowSpec = WindowSpec()  # replaced (never mutated) per instance
+    executor_factory = "worker.windowed:WindowedBoltExecutor"  # runs its tasks in a worker
 
     def process_window(self, window: Window) -> None:
         """Handle one fired window; `emit` here anchors to every tuple of the window."""

@@ -131,6 +131,12 @@ class WindowManager:
         return step
 
     @property
+    def pending(self) -> Step:
+        """The Step being filled (the same object until the engine is gone): true when there
+        is something to `take`, so an executor can test it after each tuple cheaply."""
+        return self._out
+
+    @property
     def watermark(self) -> float | None:
         """Event time: the watermark in seconds (None before one is known and after flush)."""
         if not self._event or not math.isfinite(self._clock):

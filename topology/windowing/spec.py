@@ -17,6 +17,9 @@ from topology.errors import TopologyError
 
 US = 1_000_000  # time inside the engine is integer microseconds: window bounds come out exact
 DEFAULT_MESSAGE_TIMEOUT_SECS = 30  # cluster.config's default; topology/ cannot import cluster/
+# A windowed bolt's component config: the components it reads from (set by build()), whose
+# tasks hold its watermark back until they have sent something or gone idle.
+WINDOW_SOURCES = "squall.windowing.sources"
 
 
 class Count:
