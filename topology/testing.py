@@ -62,7 +62,6 @@ def complete_topology(
 ) -> CompleteResult:
     """Run `topology` with its named spouts replaced by feeders of `mock_sources`, wait until
     every mocked tuple is acked or failed, and return what every component emitted."""
-    from topology.local import LocalCluster
 
     mock_sources = dict(mock_sources or {})
     components = dict(topology.components)
@@ -76,18 +75,29 @@ def complete_topology(
                                         dict(spec.config), dict(spec.outputs), [])
         expected += len(tuples)
     mocked = Topology(topology.name, components, dict(topology.config))
+    return run_to_completion(mocked, set(mock_sources), expected, timeout, config)
+
+
+def run_to_completion(topology: Topology, spouts: set[str], expected: int,
+                      timeout: float = 60.0,
+                      config: Mapping[str, Any] | None = None) -> CompleteResult:
+    """Run `topology` in a LocalCluster until its `spouts` (which must stop emitting) have had
+    `expected` tuples acked or failed, flushing windows on the way as complete_topology does;
+    return what every component emitted and the spouts' outcomes."""
+    from topology.local import LocalCluster
+
     conf = {"topology.testing.capture": True, "worker.heartbeat.frequency.secs": 0.05,
             **dict(config or {})}
     with tempfile.TemporaryDirectory(prefix="squall-flush-") as tmp, LocalCluster() as cluster:
-        flush = _Flush(os.path.join(tmp, "flush")) if _windowed(mocked) else None
+        flush = _Flush(os.path.join(tmp, "flush")) if _windowed(topology) else None
         if flush is not None:
             conf[FLUSH_FILE_KEY] = flush.path
-        cluster.submit(mocked, config=conf)
+        cluster.submit(topology, config=conf)
         cluster.wait_running(topology.name, timeout)
         deadline = time.monotonic() + timeout
-        _wait_settled(cluster, topology.name, set(mock_sources), expected, deadline, flush)
+        _wait_settled(cluster, topology.name, spouts, expected, deadline, flush)
         dumps = cluster.request_dumps(topology.name)
-    return _collect(dumps, set(mock_sources))
+    return _collect(dumps, spouts)
 
 
 def _windowed(topology: Topology) -> bool:

@@ -213,18 +213,19 @@ class WindowedBoltExecutor(BoltExecutor):
     def _fire(self, window: Window) -> None:
         anchor = WindowAnchor.of(window)
         collector = self.collector
-        collector.current = anchor
+        current = collector.current  # the input being executed: restored after (the loop
+        collector.current = anchor   # counts references to it to know if it may reuse it)
         self.windows_fired += 1
         try:
             self.bolt.process_window(window)
         except Exception as e:
-            collector.current = None
+            collector.current = current
             self.errors.report(self.component, self.task, "process_window", e)
             if self.auto_fail:
                 self.outbox.fail(anchor)
                 fail_handles(self, window.held())
                 return
-        collector.current = None
+        collector.current = current
         self.outbox.ack(anchor)
 
     def _late(self, step: Step) -> None:
