@@ -48,16 +48,21 @@ FLUSH_POLL_SECS = 0.05
 class RootXor:
     """A pane's ack handles in the incremental form: root -> XOR of its tuples' edges.
 
-    Iterating yields (root, xor) pairs, shaped like the ids of a one-root tuple, so acking a
-    pane is acking each pair."""
+    `append` takes a Tuple and keeps only its ids, folded; iterating yields (root, xor)
+    pairs, shaped like the ids of a one-root tuple, so acking a pane is acking each pair."""
 
     __slots__ = ("xor",)
 
     def __init__(self) -> None:
         self.xor: dict[int, int] = {}
 
-    def append(self, ids: tuple[int, ...]) -> None:
+    def append(self, tup: Tuple) -> None:
+        ids = tup.id
         xor = self.xor
+        if len(ids) == 2:
+            root = ids[0]
+            xor[root] = xor.get(root, 0) ^ ids[1]
+            return
         for i in range(0, len(ids), 2):
             root = ids[i]
             xor[root] = xor.get(root, 0) ^ ids[i + 1]
@@ -67,6 +72,26 @@ class RootXor:
 
     def __len__(self) -> int:
         return len(self.xor)
+
+
+class TupleBag(list):  # type: ignore[type-arg]
+    """A pane's tuples in the full form, and the set of their roots (kept as they come, so a
+    firing unions a few per-pane sets instead of walking every tuple of the window)."""
+
+    __slots__ = ("roots",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roots: dict[int, int] = {}
+
+    def append(self, tup: Tuple) -> None:
+        super().append(tup)
+        ids = tup.id
+        if len(ids) == 2:
+            self.roots[ids[0]] = 0
+        else:
+            for i in range(0, len(ids), 2):
+                self.roots[ids[i]] = 0
 
 
 class WindowAnchor:
@@ -84,7 +109,10 @@ class WindowAnchor:
         roots: dict[int, int] = {}
         for group in window.held_groups():
             if isinstance(group, RootXor):
-                roots.update(dict.fromkeys(group.xor, 0))
+                roots.update(group.xor)  # only the keys matter
+                continue
+            if isinstance(group, TupleBag):
+                roots.update(group.roots)
                 continue
             for handle in group:
                 ids = handle.id if isinstance(handle, Tuple) else handle
@@ -97,10 +125,6 @@ class WindowAnchor:
 
     def __repr__(self) -> str:
         return f"WindowAnchor({len(self.id) // 2} roots)"
-
-
-def _ids(tup: Tuple) -> tuple[int, ...]:
-    return tup.id
 
 
 class WindowedBoltExecutor(BoltExecutor):
@@ -119,8 +143,7 @@ class WindowedBoltExecutor(BoltExecutor):
                                                if env.context is not None else ())]
         self.manager = WindowManager(
             self.spec, input_tasks=inputs, now=time.monotonic(), fold=fold,
-            keep=_ids if fold is not None else None,
-            bag=RootXor if fold is not None else list)
+            bag=RootXor if fold is not None else TupleBag)
         self._out = self.manager.pending  # the engine's Step being filled
         self._timer: Timer | None = None
         self._timer_due: float | None = None  # wall clock, processing time only
@@ -169,7 +192,8 @@ class WindowedBoltExecutor(BoltExecutor):
             self.manager.add(tup, time.monotonic(), ts, tup.task)
         else:
             self.manager.add(tup, time.time(), None, tup.task)
-            self._reschedule()
+            if self._timer is None:  # a tuple never makes the next due time earlier
+                self._reschedule()
         if self._out:
             self._act()
 
