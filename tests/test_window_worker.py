@@ -270,3 +270,28 @@ def test_a_window_longer_than_the_message_timeout_is_refused_on_submit_too() -> 
     spec.obj = too_long
     with LocalCluster() as cluster, pytest.raises(TopologyError, match="windowed bolt 'w'"):
         cluster.submit(ok)
+
+
+class Sum3(WindowedBolt):
+    outputs = ["total"]
+
+    def process_window(self, window: Any) -> None:
+        self.emit([sum(t["ts"] for t in window.tuples)])
+
+
+class Pairs(WindowedBolt):
+    outputs = ["totals"]
+
+    def process_window(self, window: Any) -> None:
+        self.emit([[t["total"] for t in window.tuples]])
+
+
+def test_a_chain_of_windows_is_flushed_to_the_end() -> None:
+    b = TopologyBuilder("chain")
+    b.set_spout("src", Src())
+    b.set_bolt("sums", Sum3().with_tumbling_window(Count(3))).shuffle_grouping("src")
+    b.set_bolt("pairs", Pairs().with_tumbling_window(Count(2))).shuffle_grouping("sums")
+    result = complete_topology(b.build(), {"src": [["k", n] for n in range(7)]})
+    assert result.emitted("sums") == [[3], [12], [6]]  # the last by the first flush
+    assert result.emitted("pairs") == [[[3, 12]], [[6]]]  # the last by the second
+    assert result.acked == list(range(7))

@@ -4,9 +4,11 @@ Windowed bolts hold their tuples' acks until their windows fire, so a topology w
 never settles by itself on finite input: once every mocked tuple was emitted and the
 topology is quiet (nothing queued, nothing emitted for a while), `complete_topology`
 *flushes* it, a final watermark that fires every open window (DESIGN §7), then waits for the
-mocked tuples to be acked as usual. The flush reaches the windowed tasks through a file
-named by `FLUSH_FILE_KEY` in the topology config, which they watch in testing mode: the
-worker's own {"type": "flush"} from its parent has no sender in LocalCluster yet.
+mocked tuples to be acked as usual; once more for each further windowed bolt, since in a
+chain of windows what one flush makes the first emit waits in the next. The flush reaches
+the windowed tasks through a file named by `FLUSH_FILE_KEY` in the topology config, which
+they watch in testing mode: the worker's own {"type": "flush"} from its parent has no
+sender in LocalCluster yet.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ def run_to_completion(topology: Topology, spouts: set[str], expected: int,
     conf = {"topology.testing.capture": True, "worker.heartbeat.frequency.secs": 0.05,
             **dict(config or {})}
     with tempfile.TemporaryDirectory(prefix="squall-flush-") as tmp, LocalCluster() as cluster:
-        flush = _Flush(os.path.join(tmp, "flush")) if _windowed(topology) else None
+        windowed = _windowed(topology)
+        flush = _Flush(os.path.join(tmp, "flush"), windowed) if windowed else None
         if flush is not None:
             conf[FLUSH_FILE_KEY] = flush.path
         cluster.submit(topology, config=conf)
@@ -100,18 +103,22 @@ def run_to_completion(topology: Topology, spouts: set[str], expected: int,
     return _collect(dumps, spouts)
 
 
-def _windowed(topology: Topology) -> bool:
+def _windowed(topology: Topology) -> int:
+    """How many windowed bolts `topology` has."""
     from topology.windowing import WindowedBolt
 
-    return any(issubclass(s.obj if isinstance(s.obj, type) else type(s.obj), WindowedBolt)
+    return sum(issubclass(s.obj if isinstance(s.obj, type) else type(s.obj), WindowedBolt)
                for s in topology.bolts())
 
 
 class _Flush:
-    """Asks the windowed tasks to flush: they poll `path` for a larger number."""
+    """Asks the windowed tasks to flush: they poll `path` for a larger number. One round per
+    windowed bolt at most: in a chain, what one flush makes the first window emit is held by
+    the next window until the next round."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, rounds: int) -> None:
         self.path = path
+        self.rounds = rounds
         self.sent = 0
 
     def send(self) -> None:
@@ -157,7 +164,7 @@ def _wait_settled(cluster: Any, name: str, mocked: set[str], expected: int,
         elif now - still_since >= QUIET_SECS:
             if done >= expected:
                 return
-            if flush is not None and not flush.sent and fed >= expected:
+            if flush is not None and flush.sent < flush.rounds and fed >= expected:
                 flush.send()  # all fed, all quiet, windows hold the rest: a final watermark
                 still_since = now
         if now > deadline:

@@ -137,13 +137,11 @@ class WindowedBoltExecutor(BoltExecutor):
         bolt = self.bolt
         self.spec = bolt.window_spec
         self.event_time = self.spec.event_time
-        fold = Fold.of(bolt) if len(fold_methods(bolt)) == 3 else None
+        self.fold = Fold.of(bolt) if len(fold_methods(bolt)) == 3 else None
         sources = env.conf.get(WINDOW_SOURCES) or ()
-        inputs = [t for c in sources for t in (env.context.component_tasks(c)
-                                               if env.context is not None else ())]
-        self.manager = WindowManager(
-            self.spec, input_tasks=inputs, now=time.monotonic(), fold=fold,
-            bag=RootXor if fold is not None else TupleBag)
+        self.inputs = [t for c in sources for t in (env.context.component_tasks(c)
+                                                    if env.context is not None else ())]
+        self.manager = self._engine()
         self._out = self.manager.pending  # the engine's Step being filled
         self._timer: Timer | None = None
         self._timer_due: float | None = None  # wall clock, processing time only
@@ -169,12 +167,22 @@ class WindowedBoltExecutor(BoltExecutor):
         if read_flushes(self._flush_file) > self.flushes:
             self.flush(now)
 
+    def _engine(self) -> WindowManager:
+        return WindowManager(self.spec, input_tasks=self.inputs, now=time.monotonic(),
+                             fold=self.fold, bag=RootXor if self.fold is not None else TupleBag)
+
     def flush(self, now: float) -> None:
-        """A final watermark: every open window fires, every held tuple is acked."""
+        """A final watermark: every open window fires, every held tuple is acked. What comes
+        after it starts afresh (new windows, fired by the next flush), so that in a chain
+        of windowed bolts the next one takes what this one emitted while flushing."""
         self.flushes += 1
         log.debug("%s task %d: flush", self.component, self.task)
         self.manager.flush()
         self._act()
+        late = self.manager.late
+        self.manager = self._engine()
+        self.manager.late = late
+        self._out = self.manager.pending
 
     def extra_snapshot(self) -> dict[str, Any]:
         return self.manager.status()
