@@ -295,3 +295,24 @@ def test_a_chain_of_windows_is_flushed_to_the_end() -> None:
     assert result.emitted("sums") == [[3], [12], [6]]  # the last by the first flush
     assert result.emitted("pairs") == [[[3, 12]], [[6]]]  # the last by the second
     assert result.acked == list(range(7))
+
+
+class Stamps(WindowedBolt):
+    outputs = ["start", "end", "ts"]
+
+    def process_window(self, window: Any) -> None:
+        self.emit([window.start, window.end, [t["ts"] for t in window.tuples]])
+
+
+@pytest.mark.parametrize("length, slide, expected", [
+    (Count(3), Duration(seconds=10), [[None, None, [2, 3, 4]], [None, None, [4, 12, 13]],
+                                      [None, None, [12, 13, 25]]]),
+    (Duration(seconds=10), Count(2), [[-8.0, 2.0, [1, 2]], [2.0, 12.0, [3, 12]],
+                                      [15.0, 25.0, [25]]]),
+])
+def test_windows_of_a_count_and_a_time(length: Any, slide: Any, expected: list[Any]) -> None:
+    bolt = event(Stamps().with_window(length, slide))
+    ts = [4, 1, 3, 2, 12, 13, 25] if isinstance(length, Count) else [2, 1, 12, 3, 13, 25]
+    result = complete_topology(topology(bolt), {"src": [["k", t] for t in ts]})
+    assert result.emitted("w") == expected
+    assert result.acked == list(range(len(ts)))
