@@ -183,6 +183,9 @@ class WindowedBoltExecutor(BoltExecutor):
         self.manager = self._engine()
         self.manager.late = late
         self._out = self.manager.pending
+        if self._timer is not None:  # it was for the windows just fired
+            self._timer.cancel()
+            self._timer = self._timer_due = None
 
     def extra_snapshot(self) -> dict[str, Any]:
         return self.manager.status()
