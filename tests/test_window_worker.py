@@ -316,3 +316,33 @@ def test_windows_of_a_count_and_a_time(length: Any, slide: Any, expected: list[A
     result = complete_topology(topology(bolt), {"src": [["k", t] for t in ts]})
     assert result.emitted("w") == expected
     assert result.acked == list(range(len(ts)))
+
+
+class Share(Spout):
+    """Task i of n emits every n-th item of DATA (from i), reliably."""
+
+    outputs = ["key", "ts"]
+    DATA = [[f"k{i % 4}", (i * 17) % 41 + 0.25] for i in range(48)]
+
+    def open(self, conf: Any, context: Any) -> None:
+        n = len(context.component_tasks(context.component_id))
+        self.todo = [(i, v) for i, v in enumerate(self.DATA) if i % n == context.task_index]
+
+    def next_tuple(self) -> None:
+        if self.todo:
+            i, values = self.todo.pop(0)
+            self.emit(values, msg_id=i)
+
+
+def test_several_spout_tasks_give_the_windows_one_spout_task_gives() -> None:
+    def run(spouts: int, windows: int) -> list[Any]:
+        b = TopologyBuilder(f"share{spouts}x{windows}")
+        b.set_spout("src", Share(), parallelism=spouts)
+        bolt = event(PerKey().with_window(Duration(seconds=6), Duration(seconds=3)), lag=1000)
+        b.set_bolt("w", bolt, parallelism=windows).fields_grouping("src", ["key"])
+        t = b.build(config={"topology.workers": 2})
+        return sorted(run_to_completion(t, {"src"}, len(Share.DATA)).emitted("w"))
+
+    one = run(1, 1)
+    assert one and one == run(3, 2)
+    assert sum(n for *_, n in one) == 2 * len(Share.DATA)
