@@ -1,10 +1,12 @@
 """`squall submit|list|status|kill|activate|deactivate|rebalance`: talk to nimbus.
 
-Each takes `--json` for machine output. `-c key=value` configures this client (nimbus.seeds,
-cluster.secret, ...); for `submit`, the `topology.*` and `worker.*` ones are also sent with
-the topology as its config overrides. `kill` and `rebalance` take Storm's `-w SECS`;
-`rebalance -t key=value` (or Storm's `-t '{"key": value}'`) changes config keys a running
-topology may change (nimbus.submission.RUNTIME_KEYS, and users' own keys).
+Each takes `--json` for machine output. `submit --requirements FILE` adds the file's PyPI
+requirements to `topology.requirements` (the supervisors build the environment).
+`-c key=value` configures this client (nimbus.seeds, cluster.secret, ...); for `submit`,
+the `topology.*` and `worker.*` ones are also sent with the topology as its config overrides.
+`kill` and `rebalance` take Storm's `-w SECS`; `rebalance -t key=value` (or Storm's
+`-t '{"key": value}'`) changes config keys a running topology may change
+(nimbus.submission.RUNTIME_KEYS, and users' own keys).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def register(subparsers: Any, parent: argparse.ArgumentParser) -> None:
                    help="wait until every worker runs the assignment, showing progress")
     p.add_argument("--timeout", type=seconds, default=60.0, metavar="S",
                    help="how long --wait waits (default 60)")
+    p.add_argument("--requirements", metavar="FILE", default=None,
+                   help="PyPI requirements the workers need (added to topology.requirements): "
+                        "each supervisor installs them once into a cached virtual environment")
     p.set_defaults(run=submit)
 
     p = subparsers.add_parser("list", parents=parents, help="list the running topologies")
@@ -124,6 +129,9 @@ def submit(args: argparse.Namespace) -> int:
                           f"{'; '.join(problems)}")
     overrides = {k: v for k, v in (parse_override(o) for o in args.overrides)
                  if k.startswith(SENT_PREFIXES)}
+    if args.requirements is not None:
+        overrides["topology.requirements"] = requirements_of(topology.config, overrides,
+                                                             args.requirements)
     try:
         blob = cloudpickle.dumps({"topology": topology, "overrides": overrides})
     except Exception as e:  # the user's objects may not pickle
@@ -141,6 +149,15 @@ def submit(args: argparse.Namespace) -> int:
     return _emit(args, reply, f"squall submit: submitted {reply['name']!r} as {reply['id']} "
                               f"({reply['num_workers']} workers, {reply['num_tasks']} tasks)"
                               + (", running" if args.wait else ""))
+
+
+def requirements_of(conf: Any, overrides: dict[str, Any], path: str) -> list[str]:
+    """`--requirements FILE`: the topology's own list, then `-c`'s, then the file's."""
+    from cluster.requirements import merge_requirements, read_requirements_file
+
+    return merge_requirements(conf.get("topology.requirements") or [],
+                              overrides.get("topology.requirements") or [],
+                              read_requirements_file(path))
 
 
 def _progress(line: str) -> None:
@@ -200,9 +217,10 @@ def list_cmd(args: argparse.Namespace) -> int:
     if not topologies:
         print("no topologies running")
         return 0
-    rows = [("NAME", "ID", "STATUS", "WORKERS", "TASKS", "UPTIME", "OWNER")]
+    rows = [("NAME", "ID", "STATUS", "WORKERS", "TASKS", "UPTIME", "OWNER", "CHECKPOINT")]
     rows += [(t["name"], t["id"], t["status"], f"{t['assigned_workers']}/{t['num_workers']}",
-              str(t["num_tasks"]), _duration(t["uptime_secs"]), str(t.get("owner") or ""))
+              str(t["num_tasks"]), _duration(t["uptime_secs"]), str(t.get("owner") or ""),
+              _txid(t.get("checkpoint")))
              for t in topologies]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -229,6 +247,14 @@ def status(args: argparse.Namespace) -> int:
             if lat:
                 line += f", complete latency p50 {lat['p50']} ms p99 {lat['p99']} ms"
         print(line)
+        for detail in progress_lines(st.get("progress", {}).get(cid) or {}, time.time()):
+            print(f"        {detail}")
+    if st.get("checkpoint"):
+        print(f"  last committed checkpoint: {checkpoint_text(st['checkpoint'], time.time())}")
+    if st.get("log_levels"):
+        from cli.loglevel_cmd import describe
+
+        print(f"  log levels (set-log-level): {describe(st['log_levels'])}")
     for w in st["workers"]:
         hb = "no heartbeat" if w.get("heartbeat_version") is None else \
             f"running v{_assignment_of(w['heartbeat_version'])}"
@@ -237,6 +263,45 @@ def status(args: argparse.Namespace) -> int:
         last = errors[-1]
         print(f"  last error of {cid}: {last.get('error', last)}")
     return 0
+
+
+def _txid(checkpoint: Any) -> str:
+    return f"txid {checkpoint.get('txid')}" if isinstance(checkpoint, dict) else ""
+
+
+def checkpoint_text(c: dict[str, Any], now: float) -> str:
+    """A last committed checkpoint in words: txid, when, how long it took, failures."""
+    when = c.get("time")
+    ago = f", {_duration(max(0.0, now - when))} ago" if isinstance(when, (int, float)) else ""
+    took = c.get("duration")
+    took_text = f", took {took * 1000:.0f} ms" if isinstance(took, (int, float)) else ""
+    failed = f", {c['failed']} failed since" if c.get("failed") else ""
+    return f"txid {c.get('txid')}{ago}{took_text}{failed}"
+
+
+def _watermark(mark: Any) -> str:
+    """Event time in words: a unix time as a UTC date, a smaller number as it is."""
+    if not isinstance(mark, (int, float)):
+        return "none yet (processing time, or no tuple seen)"
+    if mark > 1e9:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(mark))
+    return f"{mark:g}"
+
+
+def progress_lines(p: dict[str, Any], now: float) -> list[str]:
+    """A component's windows, checkpoint and source (cluster.records.component_progress)."""
+    lines = []
+    if w := p.get("windowing"):
+        lines.append(f"window {w.get('spec')}: watermark {_watermark(w.get('watermark'))}, "
+                     f"{w.get('late', 0):,} late")
+    if c := p.get("checkpoint"):
+        lines.append(f"checkpoint {checkpoint_text(c, now)}")
+    if src := p.get("source"):
+        behind = src.get("behind")
+        where = ", ".join(f"{t.get('name')} at {t.get('offset')}" for t in src.get("tasks", []))
+        lines.append(f"source {src.get('kind')}: {where}"
+                     + ("" if behind is None else f", {behind:,.0f} behind"))
+    return lines
 
 
 def rebalance(args: argparse.Namespace) -> int:

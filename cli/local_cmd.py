@@ -21,7 +21,7 @@ from cli.loader import load_topology_file
 from cli.main import positive_seconds, seconds
 from cluster.config import parse_override
 from cluster.logfollow import Follower, LocalSource
-from cluster.logtags import LineLabeler, worker_tasks
+from cluster.logtags import LineLabeler, short_form, worker_tasks
 from cluster.records import aggregate_components
 from topology.errors import SquallError
 
@@ -61,13 +61,14 @@ class LogStream:
         self._logs: dict[Path, tuple[Follower, LineLabeler]] = {}
 
     def poll(self) -> list[str]:
-        """New complete lines of every worker log, each as `[label] line`."""
+        """New complete lines of every worker log, each as `[label] line` (the line in its
+        short form: cluster.logtags.short_form)."""
         out = []
         for path in sorted(self.root.glob("*/worker-*.log")):
             if path not in self._logs:
                 self._logs[path] = self._open(path)
             follower, labeler = self._logs[path]
-            out += [f"[{labeler.label(line)}] {line}" for line in follower.poll()]
+            out += [f"[{labeler.label(line)}] {short_form(line)}" for line in follower.poll()]
         return out
 
     def _open(self, path: Path) -> tuple[Follower, LineLabeler]:

@@ -5,7 +5,9 @@ Nimbus's status says where the topology's workers run (host, port, supervisor); 
 supervisor serves its workers' logs (supervisor.logviewer) on the port it registered as
 "logviewer_port" (read from nimbus's status when it gives it, else from the supervisors'
 records in the cluster state). The last LINES lines of each selected worker's log are shown,
-each prefixed by the component and task it is about, or by the worker (cluster.logtags);
+each prefixed by the component and task it is about, or by the worker (cluster.logtags:
+exact for the lines a worker tags), a record as its time, level, logger and message, a
+print as its time and what was printed;
 `--component`/`--task` select the workers running them and leave out the lines that are
 about other components. With `-f` it goes on printing lines as they are written, every
 POLL_SECS, and asks nimbus again every REFRESH_SECS: a worker restarted on its port goes on
@@ -26,7 +28,7 @@ from urllib.parse import urlencode
 
 from cluster.logfiles import Chunk, public_name
 from cluster.logfollow import Follower
-from cluster.logtags import Label, LineLabeler, worker_tasks
+from cluster.logtags import Label, LineLabeler, short_form, worker_tasks
 from topology.errors import SquallError
 
 POLL_SECS = 0.5
@@ -244,7 +246,7 @@ class Logs:
         for line in raw:
             label = w.labeler.label(line)
             if self.selection.shows(label):
-                out.append(f"[{label}] {line}")
+                out.append(f"[{label}] {short_form(line, with_time=True)}")
         return out
 
 

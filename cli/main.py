@@ -22,6 +22,8 @@ COMMAND_MODULES = [
     "cli.local_cmd",
     "cli.cluster_cmds",
     "cli.monitor_cmd",
+    "cli.logs_cmd",
+    "cli.loglevel_cmd",
     "cli.nimbus_cmd",
     "cli.supervisor_cmd",
     "cli.devcluster_cmd",

@@ -24,6 +24,7 @@ from typing import Any
 
 from topology.builder import MAX_TASKS, MAX_WORKERS
 from topology.errors import ConfigError
+from topology.state.providers import PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,22 @@ def _zk_root(v: Any) -> str:
 
 def _path(v: Any) -> str:
     return os.path.expanduser(_text(v))
+
+
+def _choice(*choices: str) -> Check:
+    def check(v: Any) -> str:
+        if v not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return str(v)
+
+    return check
+
+
+def _redis_url(v: Any) -> str:
+    v = _text(v)
+    if not v.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return v
 
 
 def _requirements(v: Any) -> list[str]:
@@ -210,6 +227,10 @@ KEYS: dict[str, Key] = {
             "How often the supervisor syncs its workers with the assignments."),
         Key("supervisor.worker.stop.timeout.secs", 3, _number(0),
             "How long a worker being stopped gets after SIGTERM before it is sent SIGKILL."),
+        Key("supervisor.worker.log.max.bytes", 100 * _MiB, _int(4096),
+            "Size at which a worker's log is rotated (worker.log becomes worker.log.1)."),
+        Key("supervisor.worker.log.backups", 9, _int(1, 99),
+            "Rotated worker log files kept (worker.log.1 ... .N; at most 99)."),
         Key("ui.host", "127.0.0.1", _text, "Address the dashboard binds to.", text=True),
         Key("ui.port", 8080, _port, "Port of the dashboard and its REST API."),
         Key("ui.idle.timeout.secs", 10, _number(0.01),
@@ -257,6 +278,15 @@ KEYS: dict[str, Key] = {
             "Length of the error reporting throttle interval."),
         Key("topology.max.task.parallelism", None, _optional(_int(1)),
             "Upper bound on the parallelism of any component."),
+        Key("topology.state.checkpoint.interval.ms", 1000, _number(10),
+            "How often a topology with stateful bolts checkpoints their state, in ms."),
+        Key("topology.state.provider", "sqlite", _choice(*PROVIDERS),
+            "Where checkpoints are kept: 'sqlite' (durable, under local.dir; one host), "
+            "'redis' (topology.state.redis.url; hosts share it) or 'memory' (tests only).",
+            text=True),
+        Key("topology.state.redis.url", "redis://127.0.0.1:6379/0", _redis_url,
+            "Redis server of the redis state provider, and RedisStreamSpout's default.",
+            text=True),
     ]
 }
 

@@ -4,7 +4,8 @@ rotations, from a local directory or a supervisor's log server alike.
 A `Source` reads a byte range of a log by its public name (cluster.logfiles); a `Follower`
 keeps one log's position and turns new bytes into lines:
 
-- `tail(n)`: the last `n` lines now, and remember where they end;
+- `tail(n)`: the last `n` lines now (from the rotated `.1` too when the current file, just
+  begun, has fewer), and remember where they end;
 - `poll()`: the complete lines written since (a partial last line waits for its newline).
 
 A restarted worker appends to the same file, so following goes on by itself. When the file
@@ -71,12 +72,24 @@ class Follower:
             if before.ident != chunk.ident:
                 break  # rotated meanwhile: what we have will do
             data, start = before.data + data, before.start
+        if start == 0 and data.count(b"\n") <= lines:  # just rotated: the rest is in .1
+            older = self._rotated_tail(MAX_LENGTH)
+            if older is not None and older.data:
+                gap = b"" if older.data.endswith(b"\n") else b"\n"
+                data, start = older.data + gap + data, older.start
         self.offset, self.ident = chunk.end, chunk.ident
         complete, _, self._partial = data.rpartition(b"\n")
         if start > 0 and b"\n" in complete:  # the first line may be cut: drop it
             complete = complete.split(b"\n", 1)[1]
         found = [self.decode(line) for line in complete.split(b"\n")] if complete else []
         return found[-lines:] if lines > 0 else []
+
+    def _rotated_tail(self, length: int) -> Chunk | None:
+        """The last `length` bytes of the file the current one replaced, if it is there."""
+        try:
+            return self.source.read(rotated_name(self.name), None, length)
+        except OSError:
+            return None
 
     def poll(self) -> list[str]:
         """The complete lines written since the last call (or since `tail`)."""

@@ -19,6 +19,13 @@ Keys a snapshot may carry beyond what worker.stats writes today (absent means 0)
                                     {name: {"type": "histogram", "buckets", "count", "total"}}
 
 The "window" dict may carry acked_streams, failed_streams and latency_streams too.
+
+What windowed, stateful and replayable tasks add to their snapshot (worker executors'
+`extra_snapshot()`), summed per component by `component_progress`:
+
+    windowing   {"spec": words, "watermark": event-time seconds or None, "late": n}
+    checkpoint  {"txid", "time", "duration", "failed"}: the last committed checkpoint
+    source      {"kind", "name", "offset", "behind"}: a replayable spout task's read position
 Output and input streams are both named by a `GlobalStream`, (component, stream) as Storm's
 GlobalStreamId: a spout's output stream is (the spout, stream), a bolt's input is (its
 source, stream).
@@ -530,3 +537,65 @@ def aggregate_components(heartbeats: Iterable[Any]) -> dict[str, dict[str, Any]]
                 c[key] += getattr(e.totals, key)
             c["complete_latency"].merge(e.complete_latency)
     return out
+
+
+# --- windows, checkpoints, sources ----------------------------------------------------------
+
+
+def _finite(value: Any) -> float | None:
+    return None if isinstance(value, bool) or not isinstance(value, (int, float)) \
+        or not math.isfinite(value) else value
+
+
+def _windowing(entries: list[tuple[int | None, dict[str, Any]]]) -> dict[str, Any]:
+    """A windowed bolt's tasks as one: the spec, the lowest known watermark (the one the
+    component's output waits for), the late tuples summed."""
+    marks = [m for _, w in entries if (m := _finite(w.get("watermark"))) is not None]
+    specs = sorted({str(w.get("spec")) for _, w in entries if w.get("spec") is not None})
+    return {"spec": "; ".join(specs) or None, "watermark": min(marks, default=None),
+            "late": int(sum(num(w.get("late")) for _, w in entries)), "tasks": len(entries)}
+
+
+def _checkpoint(entries: list[tuple[int | None, dict[str, Any]]]) -> dict[str, Any]:
+    """The last committed checkpoint among the tasks that report one (highest txid)."""
+    _, latest = max(entries, key=lambda e: num(e[1].get("txid")))
+    return {"txid": _finite(latest.get("txid")), "time": _finite(latest.get("time")),
+            "duration": _finite(latest.get("duration")),
+            "failed": int(max(num(c.get("failed")) for _, c in entries))}
+
+
+def _source(entries: list[tuple[int | None, dict[str, Any]]]) -> dict[str, Any]:
+    """A replayable spout's tasks: what each reads and where, and how far behind they are
+    in all (None when no task knows)."""
+    tasks = [{"task": task, "kind": str(src.get("kind") or ""), "name": str(src.get("name") or ""),
+              "offset": src.get("offset"), "behind": _finite(src.get("behind"))}
+             for task, src in sorted(entries, key=lambda e: num(e[0]))]
+    behind = [t["behind"] for t in tasks if t["behind"] is not None]
+    kinds = sorted({str(t["kind"]) for t in tasks if t["kind"]})
+    return {"kind": ", ".join(kinds) or None, "behind": sum(behind) if behind else None,
+            "tasks": tasks}
+
+
+PROGRESS = {"windowing": _windowing, "checkpoint": _checkpoint, "source": _source}
+
+
+def component_progress(heartbeats: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """Per component, what its tasks report beyond the counters (JSON-safe): "windowing",
+    "checkpoint" and/or "source", each its tasks' as one (see the module doc); a component
+    whose tasks report none of them is absent. Malformed values are skipped."""
+    found: dict[str, dict[str, list[tuple[int | None, dict[str, Any]]]]] = {}
+    for hb in heartbeats_of(heartbeats):
+        for e in hb.executors:
+            for key in PROGRESS:
+                value = e.extra.get(key)
+                if isinstance(value, dict):
+                    found.setdefault(e.component, {}).setdefault(key, []).append((e.task, value))
+    return {cid: {key: PROGRESS[key](entries) for key, entries in kinds.items()}
+            for cid, kinds in found.items()}
+
+
+def last_checkpoint(progress: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A topology's last committed checkpoint (DESIGN §8: txid, time, duration), from
+    `component_progress`; None when it checkpoints nothing."""
+    found = [p["checkpoint"] for p in progress.values() if p.get("checkpoint")]
+    return max(found, key=lambda c: num(c.get("txid"))) if found else None

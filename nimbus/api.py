@@ -12,6 +12,8 @@ nimbus.protocol.
     POST /api/v1/topologies/NAME/rebalance       {"workers": n, "parallelism": {c: n},
                                                   "conf": {key: value}, "wait": secs}
                                                                          -> summary
+    POST /api/v1/topologies/NAME/log-levels      {"levels": {logger: level}, "timeout": secs,
+                                                  "reset": [logger]}     -> summary, log_levels
 
 Errors are JSON {"error": "one line", "errorMessage": the same} with 400 (malformed request,
 invalid topology or name, a non-finite number, action not allowed), 401 (secret), 404
@@ -36,6 +38,7 @@ from cluster.http import HttpError, Limits, Request, Route, Router, Server
 from cluster.state import StateError
 from nimbus.protocol import (
     AUTH_HEADER,
+    MAX_LOGGERS,
     NIMBUS,
     NONCE_TTL_SECS,
     TOPOLOGIES,
@@ -46,6 +49,8 @@ from nimbus.protocol import (
     check_auth,
     check_body,
     check_conf_changes,
+    check_log_levels,
+    check_logger,
     check_parallelism,
     check_wait,
     check_workers,
@@ -82,6 +87,7 @@ class ApiServer(Server):
         router.add("POST", f"{TOPOLOGIES}/{{name}}/deactivate",
                    lambda r: _by_name(nimbus.deactivate, r.params["name"]))
         router.add("POST", f"{TOPOLOGIES}/{{name}}/rebalance", self._rebalance)
+        router.add("POST", f"{TOPOLOGIES}/{{name}}/log-levels", self._log_levels)
         limits = Limits.from_config(config, "nimbus.api", ACTION_BODY_BYTES)
         try:
             super().__init__((config["nimbus.host"], int(config["nimbus.port"])), router, limits,
@@ -142,6 +148,19 @@ class ApiServer(Server):
         wait = check_wait(args.get("wait"))
         return _by_name(lambda name: self.nimbus.rebalance(name, workers, parallelism, wait,
                                                            conf),
+                        request.params["name"])
+
+
+    def _log_levels(self, request: Request) -> Any:
+        args = _json_object(request.body)
+        levels = check_log_levels(args.get("levels"))
+        timeout = check_wait(args.get("timeout"), "timeout")
+        reset = args.get("reset") or []
+        if not isinstance(reset, list) or len(reset) > MAX_LOGGERS:
+            raise BadRequest(f"reset must be a list of at most {MAX_LOGGERS} logger names, "
+                             f"got {reset!r}")
+        names = [check_logger(n, "reset") for n in reset]
+        return _by_name(lambda name: self.nimbus.set_log_levels(name, levels, timeout, names),
                         request.params["name"])
 
 

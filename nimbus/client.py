@@ -29,6 +29,8 @@ from nimbus.protocol import (
     Unreachable,
     auth_header,
     check_conf_changes,
+    check_log_levels,
+    check_logger,
     check_parallelism,
     check_wait,
     check_workers,
@@ -109,6 +111,15 @@ class NimbusClient:
         if conf:
             body["conf"] = check_conf_changes(conf)
         return self._action(name, "rebalance", body)
+
+    def set_log_levels(self, name: str, levels: Mapping[str, str],
+                       timeout: float | None = None,
+                       reset: Sequence[str] = ()) -> dict[str, Any]:
+        """Set loggers' levels in the topology's workers for `timeout` seconds (None: until
+        reset) and put `reset`'s loggers back to their own."""
+        body = {"levels": check_log_levels(levels), "timeout": check_wait(timeout, "timeout"),
+                "reset": [check_logger(n, "reset") for n in reset]}
+        return self._action(name, "log-levels", body)
 
     def nimbus_info(self, endpoint: str | None = None) -> dict[str, Any]:
         """What one nimbus (the first reachable seed, or `endpoint`) says about itself."""

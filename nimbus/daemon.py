@@ -27,7 +27,14 @@ from typing import Any
 
 from cluster.codesign import sign_code, verify_code
 from cluster.config import Config, require_secret_off_loopback
-from cluster.records import ALL_TIME, aggregate_components, component_figures, heartbeats_of
+from cluster.records import (
+    ALL_TIME,
+    aggregate_components,
+    component_figures,
+    component_progress,
+    heartbeats_of,
+    last_checkpoint,
+)
 from cluster.state import ClusterState, StateError, open_state
 from cluster.status import Status
 from nimbus import submission as sub
@@ -47,6 +54,7 @@ from nimbus.liveness import Liveness
 from nimbus.protocol import ACTIONS, BadRequest, Conflict, NotFound, NotLeader
 from nimbus.reconcile import Reconciler, status_of
 from topology.model import Topology
+from topology.state import rebalance_problem
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +93,7 @@ class Nimbus:
                                  float(config["nimbus.task.launch.secs"]),
                                  float(config["nimbus.supervisor.timeout.secs"]),
                                  blind_after=2 * freq + 1.0)
-        self.reconciler = Reconciler(self.id, self.liveness, config["cluster.secret"])
+        self.reconciler = Reconciler(self.id, self.liveness, config["cluster.secret"], wall)
 
     # --- lifetime -----------------------------------------------------------------------------
 
@@ -259,14 +267,38 @@ class Nimbus:
         with self._lock:
             meta = self._get(name)
             request = sub.check_rebalance(meta, workers, parallelism, conf, self.config)
-            if request["conf"]:
+            if request["conf"] or request["parallelism"]:
                 signed = state.get_code(meta["id"])
                 if signed is None:
                     raise Conflict(f"rebalance {name!r}: its code is not stored yet")
                 package = sub.unpack_code(verify_code(signed, self.config["cluster.secret"],
                                                       f"the stored code of {meta['id']}"))
-                sub.with_conf(package["topology"], request["conf"])
+                if request["conf"]:
+                    sub.with_conf(package["topology"], request["conf"])
+                problem = rebalance_problem(package["topology"], request["parallelism"])
+                if problem:
+                    raise BadRequest(f"rebalance {name!r}: {problem}")
             return self._event(name, REBALANCE, wait, {"rebalance": request})
+
+    def set_log_levels(self, name: str, levels: Mapping[str, str], timeout: float | None,
+                       reset: list[str]) -> dict[str, Any]:
+        """Set loggers' levels in `name`'s workers for `timeout` seconds (None: until reset)
+        and put `reset`'s back: stored with the topology, carried by its assignment
+        (nimbus.reconcile), applied by each worker's parent thread (worker.parent)."""
+        with self._lock:
+            state = self._require_leader()
+            meta = self._get(name)
+            if meta.get("status") == Status.KILLED:
+                raise BadRequest(f"topology {name!r} is being killed")
+            meta = {**meta, "log_levels": sub.log_levels_after(
+                meta.get("log_levels"), levels, timeout, reset, self.wall())}
+            state.set_topology(meta["id"], meta)
+            log.info("nimbus %s: log levels of %s: %s", self.id, meta["id"],
+                     {k: v["level"] for k, v in meta["log_levels"].items()} or "their own")
+            self.tick()
+            current = state.topology(meta["id"]) or meta
+            return {**self._summary(current, state.assignment(meta["id"])),
+                    "log_levels": sub.live_log_levels_of(current, self.wall())}
 
     def _event(self, name: str, event: str, wait: float | None,
                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -297,9 +329,12 @@ class Nimbus:
                 "version": VERSION, "started": self.started}
 
     def list_topologies(self) -> list[dict[str, Any]]:
+        """Every topology's summary and its last committed checkpoint (None if it has none)."""
         state = self._live_state()
         assignments = state.assignments()
-        return sorted((self._summary(m, assignments.get(tid))
+        return sorted(({**self._summary(m, assignments.get(tid)),
+                        "checkpoint": last_checkpoint(component_progress(
+                            state.worker_heartbeats(tid).values()))}
                        for tid, m in state.topologies().items()), key=lambda s: s["name"])
 
     def topology_status(self, name: str) -> dict[str, Any]:
@@ -322,16 +357,20 @@ class Nimbus:
                 "secs_since_heartbeat": None if since is None else round(since, 3),
             })
         status = status_of(meta)
+        progress = component_progress(heartbeats.values())
         return {
             **self._summary(meta, assignment),
             "components": meta["components"],
             "stats": component_stats(heartbeats.values()),
+            "progress": progress,  # windows, checkpoints, sources (cluster.records)
+            "checkpoint": last_checkpoint(progress),
             "acker_tasks": meta.get("acker_tasks", []),
             "conf": meta.get("conf", {}),
             "lifecycle": meta.get("lifecycle"),
             "allowed_actions": [e for e in allowed_events(status) if e in ACTIONS]
             if status else [],
             "assignment_version": (assignment or {}).get("version"),
+            "log_levels": sub.live_log_levels_of(meta, self.wall()),
             "workers": workers,
             "errors": state.errors(tid),
         }

@@ -162,6 +162,43 @@ def check_conf_changes(value: Any, what: str = "conf") -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
+MAX_LOGGERS = 64  # loggers a topology may have set levels for at once
+MAX_LOGGER_CHARS = 200
+_LOGGER = re.compile(r"[A-Za-z0-9_.$-]{1,200}")
+
+
+def check_log_levels(value: Any, what: str = "levels") -> dict[str, str]:
+    """{logger: level} for `squall set-log-level`: logger names as Python's and Storm's
+    ("ROOT" is the root logger), levels among worker.control.LOG_LEVELS (upper-cased)."""
+    from worker.control import LOG_LEVELS
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadRequest(f"{what} must be an object of logger: level, got {value!r}")
+    if len(value) > MAX_LOGGERS:
+        raise BadRequest(f"{what}: at most {MAX_LOGGERS} loggers at once, got {len(value)}")
+    out = {}
+    for name, level in value.items():
+        out[check_logger(name, what)] = check_level(level, f"{what}: level of {name!r}",
+                                                    LOG_LEVELS)
+    return out
+
+
+def check_logger(name: Any, what: str = "logger") -> str:
+    if not isinstance(name, str) or not _LOGGER.fullmatch(name):
+        raise BadRequest(f"{what}: {name!r} is not a logger name (letters, digits and "
+                         f"'_.$-', at most {MAX_LOGGER_CHARS} characters)")
+    return name
+
+
+def check_level(level: Any, what: str, known: Mapping[str, int]) -> str:
+    name = level.upper() if isinstance(level, str) else None
+    if name is None or name not in known:
+        raise BadRequest(f"{what} must be one of {', '.join(known)}, got {level!r}")
+    return name
+
+
 def loads_finite(text: str | bytes, what: str = "body") -> Any:
     """`json.loads`, refusing NaN and infinities (which Python's json accepts) with the field
     they are in; BadRequest for malformed JSON."""

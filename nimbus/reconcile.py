@@ -44,8 +44,10 @@ def status_of(meta: Mapping[str, Any]) -> TopologyStatus | None:
 class Reconciler:
     """Brings the stored assignments in line with topologies, supervisors and heartbeats."""
 
-    def __init__(self, nimbus_id: str, liveness: Liveness, secret: str | None = None) -> None:
+    def __init__(self, nimbus_id: str, liveness: Liveness, secret: str | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.id = nimbus_id
+        self.wall = wall  # unix time: when loggers' levels set by set-log-level are over
         self.liveness = liveness
         self.secret = secret
         self._failing: dict[tuple[str, str], str] = {}  # (topology, step) -> last problem
@@ -238,6 +240,9 @@ class Reconciler:
         body["tasks"] = {str(t): [h, p] for t, (h, p) in sorted(computed.task_locations().items())}
         body["active"] = status_of_record(meta) is Status.ACTIVE
         body["code_version"] = meta.get("code_version", 1)
+        levels = sub.live_log_levels_of(meta, self.wall())
+        if levels:  # the workers apply them (worker.parent); gone when over, so put back
+            body["log_levels"] = levels
         if old is not None and {k: v for k, v in old.items() if k != "version"} == body:
             return
         body["version"] = _int(old.get("version", 0)) + 1 if old is not None else 1

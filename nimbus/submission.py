@@ -21,7 +21,7 @@ from cluster.assignment import TopologyDemand
 from cluster.config import KEYS, USER_KEY_PREFIX, Config, near_miss
 from cluster.meta import topology_meta
 from nimbus.lifecycle import TopologyStatus
-from nimbus.protocol import BadRequest, check_count
+from nimbus.protocol import MAX_LOGGERS, BadRequest, check_count
 from topology.builder import (
     MAX_PARALLELISM,
     MAX_TASKS,
@@ -242,3 +242,32 @@ def demand(meta: Mapping[str, Any]) -> TopologyDemand:
     if meta.get("acker_tasks"):
         tasks[ACKER_COMPONENT] = list(meta["acker_tasks"])
     return TopologyDemand(meta["id"], int(meta["num_workers"]), tasks)
+
+
+# --- log levels (squall set-log-level) ---------------------------------------------------------
+
+
+def log_levels_after(stored: Any, levels: Mapping[str, str], timeout: float | None,
+                     reset: list[str], now: float) -> dict[str, dict[str, Any]]:
+    """A topology's "log_levels" (worker.control) after setting `levels` for `timeout`
+    seconds (None or 0: until reset) and resetting `reset`, at unix time `now`; levels whose
+    time is over are dropped."""
+    from worker.control import live_log_levels
+
+    live = live_log_levels(stored, now)
+    out = {name: dict(stored[name]) for name in live if name not in reset}
+    until = now + timeout if timeout else None
+    out.update({name: {"level": level, "until": until} for name, level in levels.items()})
+    if len(out) > MAX_LOGGERS:
+        raise BadRequest(f"at most {MAX_LOGGERS} loggers may have a level set at once; reset "
+                         "some first")
+    return out
+
+
+def live_log_levels_of(meta: Mapping[str, Any], now: float) -> dict[str, dict[str, Any]]:
+    """The entries of a topology's "log_levels" not over at unix time `now` (what its
+    assignment carries)."""
+    from worker.control import live_log_levels
+
+    stored: Any = meta.get("log_levels")
+    return {name: stored[name] for name in live_log_levels(stored, now)}

@@ -45,6 +45,7 @@ from typing import IO, Any
 
 import zmq
 
+from cluster import logsink
 from cluster.config import require_secret_off_loopback
 from cluster.logfiles import remove_old_logs
 from cluster.state import ClusterState, open_state
@@ -80,6 +81,20 @@ def worker_secret(config: Mapping[str, Any]) -> str:
     return str(config["cluster.secret"] or DEV_SECRET)
 
 
+LOG_MAX_BYTES_KEY = "supervisor.worker.log.max.bytes"
+LOG_BACKUPS_KEY = "supervisor.worker.log.backups"
+
+
+def log_rotation(config: Mapping[str, Any]) -> tuple[int, int]:
+    """(max bytes, backups) of each worker's log (cluster.logsink)."""
+    def get(key: str, default: int) -> int:
+        try:
+            return int(config[key])
+        except (KeyError, TypeError, ValueError):
+            return default
+    return get(LOG_MAX_BYTES_KEY, logsink.MAX_BYTES), get(LOG_BACKUPS_KEY, logsink.BACKUPS)
+
+
 class Supervisor:
     """One supervisor daemon; `start()`, then `run()` until `stop()` (see module doc).
 
@@ -96,7 +111,8 @@ class Supervisor:
                  home: str | None = None, supervisor_id: str | None = None,
                  slots: Sequence[int] | None = None, parent_pid: int | None = None,
                  worker_sys_path: Sequence[str] = (), hostname: str | None = None,
-                 upload_every: float | None = None, serve_logs: bool = True) -> None:
+                 upload_every: float | None = None, serve_logs: bool = True,
+                 worker_log_rotation: tuple[int, int] | None = None) -> None:
         self.config = config
         self.host: str = config["supervisor.host"]
         self.slots: list[int] = list(config["supervisor.slots.ports"] if slots is None
@@ -112,6 +128,7 @@ class Supervisor:
         self._given_id = supervisor_id
         self._parent_pid = parent_pid
         self._sys_path = list(worker_sys_path)
+        self._log_rotation = worker_log_rotation or log_rotation(config)
         self.hostname = hostname or socket.gethostname()
         self.upload_every = (float(config["worker.heartbeat.frequency.secs"])
                              if upload_every is None else upload_every)
@@ -152,7 +169,8 @@ class Supervisor:
             self._start_logviewer()
             self._waker = Waker()
             self.workers.launch = Launch(self.host, self._server.endpoint, self._secret,
-                                         self.home / "logs", self._parent_pid, self._sys_path)
+                                         self.home / "logs", self._parent_pid, self._sys_path,
+                                         *self._log_rotation)
             self._state = self._state_factory(self.config)
             self._state.register_supervisor(self.id, self._info())
             self._state.supervisor_heartbeat(self.id, self._beat())

@@ -19,6 +19,9 @@ is unsigned or signed with another secret is refused, reported as the topology's
 ("__supervisor") and not fetched again for that code version. What is cached is the verified
 package, under a name of bounded length whatever the topology id.
 
+The assignment message a worker gets also carries the loggers' levels set by `squall
+set-log-level` (nimbus puts them in the stored assignment, bumping its version).
+
 Writes are isolated: one record that cannot be stored (too large) is dropped with a warning,
 and the others are still written; problems with one topology's assignment are logged once.
 """
@@ -54,6 +57,15 @@ def code_file_name(topology_id: str, code_version: str) -> str:
     the name stays short (file systems refuse names over 255 bytes) and unique."""
     digest = hashlib.sha256(f"{topology_id}\0{code_version}".encode()).hexdigest()[:16]
     return f"{quote(topology_id, safe='')[:READABLE_NAME_CHARS]}-{digest}.pkl"
+
+
+def with_log_levels(message: dict[str, Any], assignment: Any) -> dict[str, Any]:
+    """The assignment message for a worker with the loggers' levels its stored assignment
+    carries (`squall set-log-level`; the worker's parent thread applies them)."""
+    levels = assignment.get("log_levels") if isinstance(assignment, dict) else None
+    if not isinstance(levels, dict) or not levels:
+        return message
+    return {**message, "assignment": {**message["assignment"], "log_levels": levels}}
 
 
 class StateSync:
@@ -218,7 +230,8 @@ class StateSync:
             if key not in paths:
                 paths[key] = self._fetch_code(*key)
                 runtimes[key] = self._runtime(*key)
-        wants = {port: replace(w, code_path=paths[key], runtime=runtimes[key])
+        wants = {port: replace(w, code_path=paths[key], runtime=runtimes[key],
+                               message=with_log_levels(w.message, assignments[w.topology_id]))
                  for port, w in wants.items()
                  for key in [(w.topology_id, w.code_version)]}
         with self._lock:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from cluster import logsink
 from cluster.logfiles import worker_log_path
 from cluster.processes import stop_processes
 from supervisor.classify import LocalWorker, classify
@@ -59,6 +60,8 @@ class Launch:
     log_dir: Path
     parent_pid: int | None = None  # local mode: workers exit when this process is gone
     sys_path: Sequence[str] = ()
+    log_max_bytes: int = logsink.MAX_BYTES  # each worker's log rotates at this size,
+    log_backups: int = logsink.BACKUPS  # keeping this many older files (cluster.logsink)
 
 
 class WorkerSet:
@@ -147,13 +150,16 @@ class WorkerSet:
         launch = self.launch
         assert launch is not None, "WorkerSet.launch is set before the loop runs"
         assert want.code_path is not None and want.runtime is not None  # want.ready
-        # Until the spawn takes the environment's interpreter (python=), its site
-        # directories go first on the worker's path: its requirements win.
+        # The worker runs with its environment's interpreter; the environment's site
+        # directories also go first on its path, so that its requirements win over any
+        # site directory in `launch.sys_path` (local mode passes the caller's sys.path).
         popen = spawn_worker(
             topology_id=want.topology_id, host=launch.host, port=port, control=launch.control,
             code_path=want.code_path, secret=launch.secret,
             log_path=str(worker_log_path(launch.log_dir, want.topology_id, port)),
             parent_pid=launch.parent_pid, sys_path=[*want.runtime.paths, *launch.sys_path],
+            python=want.runtime.python, log_max_bytes=launch.log_max_bytes,
+            log_backups=launch.log_backups,
         )
         try:
             proc = spawned(port, popen, want.topology_id, want.work.tasks, want.code_version)

@@ -147,3 +147,54 @@ def test_submit_wait_returns_when_every_worker_runs_the_assignment(
     assert status["workers"] and all(w["heartbeat_version"]["assignment"] ==
                                      status["assignment_version"]
                                      for w in status["workers"])
+
+
+def test_submit_requirements_sets_the_topology_requirements(
+    nimbus: Any, view: ZkClusterState, topology_file: str, tmp_path: Path
+) -> None:
+    ep = nimbus.endpoint
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# what the bolts import\ntomli-w==1.0.0\n\nsix>=1.16\n")
+    reply = ok_json(squall("submit", topology_file, "--requirements", str(requirements),
+                           "--json", endpoint=ep, secret="pw"))
+    conf = view.topology(reply["id"])["conf"]
+    assert conf["topology.requirements"] == ["tomli-w==1.0.0", "six>=1.16"]
+
+    one_line_error(squall("submit", topology_file, "--name", "other", "--requirements",
+                          str(tmp_path / "absent.txt"), endpoint=ep, secret="pw"),
+                   "submit", "absent.txt: cannot read the requirements file")
+    options = tmp_path / "options.txt"
+    options.write_text("--index-url https://example.com/simple\n")
+    one_line_error(squall("submit", topology_file, "--name", "other", "--requirements",
+                          str(options), endpoint=ep, secret="pw"), "submit", "options.txt")
+    assert [t["name"] for t in ok_json(squall("list", "--json", endpoint=ep,
+                                              secret="pw"))] == ["numbers"]
+
+
+def test_status_and_list_show_windows_checkpoints_and_sources(
+    nimbus: Any, view: ZkClusterState, topology_file: str
+) -> None:
+    ep = nimbus.endpoint
+    tid = ok_json(squall("submit", topology_file, "--json", endpoint=ep, secret="pw"))["id"]
+    checkpoint = {"txid": 12, "time": 1_700_000_000.0, "duration": 0.25, "failed": 0}
+    executors = [
+        {"component": "numbers", "task": 1, "type": "spout",
+         "source": {"kind": "file", "name": "/data/n.log", "offset": 300, "behind": 40}},
+        {"component": "double", "task": 3, "type": "bolt", "checkpoint": checkpoint,
+         "windowing": {"spec": "tumbling 5 s", "watermark": None, "late": 3}}]
+    w = view.assignment(tid)["workers"][0]
+    view.worker_heartbeat(tid, f"{w['host']}:{w['port']}",
+                          {"host": w["host"], "port": w["port"], "executors": executors})
+
+    status = ok_json(squall("status", "numbers", "--json", endpoint=ep, secret="pw"))
+    assert status["checkpoint"] == checkpoint
+    assert status["progress"]["numbers"]["source"]["behind"] == 40
+    assert status["progress"]["double"]["windowing"]["late"] == 3
+    text = squall("status", "numbers", endpoint=ep, secret="pw").stdout
+    assert "source file: /data/n.log at 300, 40 behind" in text, text
+    assert "window tumbling 5 s: watermark none yet" in text and "3 late" in text, text
+    assert "last committed checkpoint: txid 12, " in text and "took 250 ms" in text, text
+    table = squall("list", endpoint=ep, secret="pw").stdout
+    assert "CHECKPOINT" in table and "txid 12" in table, table
+    assert ok_json(squall("list", "--json", endpoint=ep, secret="pw"))[0]["checkpoint"] == \
+        checkpoint

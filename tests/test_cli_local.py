@@ -189,6 +189,36 @@ def test_quiet_streams_nothing_and_a_clean_run_keeps_nothing(tmp_path: Path) -> 
     assert "loud got 4" in loud.stderr and kept_logs(loud.stderr) is None
 
 
+@pytest.mark.timeout(60)
+def test_lines_of_a_worker_running_several_tasks_carry_their_own_task(tmp_path: Path) -> None:
+    text = (PRINTER.replace("FAIL_AT", "3")
+            .replace("set_bolt(\"loud\", Loud())", "set_bolt(\"loud\", Loud(), parallelism=2)")
+            .replace('"topology.workers": 2', '"topology.workers": 1')
+            .replace("        print(\"loud got\", tup.values[0], flush=True)",
+                     "        print(\"loud got\", tup.values[0])\n"
+                     "        import logging; logging.getLogger(\"loudapp\").info(\"logged %d\","
+                     " tup.values[0])"))
+    assert "parallelism=2" in text and "loudapp" in text
+    path = write(tmp_path, text, "loud_tasks_topology.py")
+    result = squall(path, "--duration", "4", "--no-ui")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    got = {line.split("] ", 1)[1]: line.split("]", 1)[0][1:] for line in lines
+           if "loud got" in line or "loudapp" in line}
+    assert len(got) == 8, result.stderr  # four prints and four log lines, one per tuple
+    # One worker runs the spout and both loud tasks: each line still says whose it is.
+    assert set(got.values()) <= {"loud:1", "loud:2", "loud:3"} and len(set(got.values())) == 2
+    for n in (1, 2, 3, 4):
+        assert got[f"loud got {n}"] == got[f"INFO loudapp: logged {n}"]
+    # Outside the loop's task slices too: what prepare() printed is its task's.
+    ready = [line for line in lines if "loud ready" in line]
+    assert len(ready) == 2 and all(line.startswith(f"[loud:{line.rsplit(' ', 1)[1]}] ")
+                                   for line in ready), ready
+    raised = got["loud got 3"]
+    assert f"[{raised}] RuntimeError: boom at 3" in lines, result.stderr
+    assert f"[{raised}] Traceback (most recent call last):" in lines
+
+
 def test_a_missing_requirements_file_is_one_clear_error(tmp_path: Path) -> None:
     missing = str(tmp_path / "requirements.txt")
     assert_one_clear_error(squall("examples/word_count.py", "--requirements", missing),

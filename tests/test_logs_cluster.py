@@ -88,6 +88,17 @@ def echo_worker(cluster: ProcessCluster) -> dict[str, Any]:
     return next(w for w in status["workers"] if task in w["tasks"])
 
 
+def shown(lines: list[str]) -> list[tuple[str, str]]:
+    """(label, text) of each line `squall logs` printed: `[label] DATE TIME text`."""
+    out = []
+    for line in lines:
+        label, rest = line[1:].split("] ", 1)
+        parts = rest.split(" ", 2)
+        timed = len(parts) == 3 and parts[0][:2] == "20" and parts[1][2:3] == ":"
+        out.append((label, parts[2] if timed else rest))
+    return out
+
+
 def test_shows_the_last_lines_of_each_worker_prefixed(echoes: Any) -> None:
     cluster, status = echoes
     echo_task = status["components"]["echo"]["tasks"][0]
@@ -96,8 +107,9 @@ def test_shows_the_last_lines_of_each_worker_prefixed(echoes: Any) -> None:
     done = logs_cmd(cluster, "echoes", "-n", "50")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert f"[echo:{echo_task}] echo got 3" in lines
-    assert any(line.startswith(f"[echo:{echo_task}] echo ready in pid") for line in lines)
+    assert (f"echo:{echo_task}", "echo got 3") in shown(lines)  # a print, as printed
+    assert any(label == f"echo:{echo_task}" and text.startswith("echo ready in pid")
+               for label, text in shown(lines))
     spout_worker = next(w for w in status["workers"] if echo_task not in w["tasks"])
     assert f"[worker 127.0.0.1:{spout_worker['port']}] " in done.stdout  # the other one too
     one = logs_cmd(cluster, "echoes", "--component", "echo", "-n", "3")

@@ -22,7 +22,7 @@ from cluster.logfiles import (
     worker_log_path,
 )
 from cluster.logfollow import Follower, LocalSource
-from cluster.logtags import LineLabeler, worker_tasks
+from cluster.logtags import LineLabeler, short_form, worker_tasks
 
 TID = "words-1796049954-adc4fa"
 
@@ -149,6 +149,19 @@ def test_tail_reads_back_as_far_as_needed(tmp_path: Path) -> None:
         "000000"
 
 
+def test_tail_reads_into_the_rotated_file_when_the_current_one_just_began(
+        tmp_path: Path) -> None:
+    path = worker_log_path(tmp_path, TID, 6700)
+    write(path.with_name(path.name + ".1"), "".join(f"old {i}\n" for i in range(50)))
+    write(path, "new 0\nnew 1\n")
+    f = Follower(LocalSource(str(tmp_path)), public_name(TID, 6700))
+    assert f.tail(4) == ["old 48", "old 49", "new 0", "new 1"]
+    write(path, "new 2\n")
+    assert f.poll() == ["new 2"]  # following goes on in the current file
+    assert Follower(LocalSource(str(tmp_path)), public_name(TID, 6700)).tail(2) == \
+        ["new 1", "new 2"]  # enough lines in the current file: .1 is not read
+
+
 def test_a_log_that_does_not_exist_yet_is_followed_from_its_start(tmp_path: Path) -> None:
     f = Follower(LocalSource(str(tmp_path)), public_name(TID, 6700))
     assert f.tail(5) == [] and f.poll() == []
@@ -255,3 +268,51 @@ def test_worker_tasks_come_from_the_assignment_and_the_record() -> None:
         ("h", 1): {1: "s", 2: "b", 9: "__acker"}, ("h", 2): {3: "b"}}
     assert worker_tasks(None, components) == {}
     assert worker_tasks({"workers": "junk"}, {"s": "junk"}) == {}
+
+
+TAGGED = "2026-11-30 14:45:54,638 {level} worker[6700] {tag} {logger}: {message}"
+
+
+def tagged(tag: str, message: str, logger: str = "STDOUT", level: str = "INFO") -> str:
+    return TAGGED.format(level=level, tag=tag, logger=logger, message=message)
+
+
+def test_tagged_lines_are_labelled_by_their_tag_and_their_continuations_follow() -> None:
+    labeler = LineLabeler("6700", {1: "s", 3: "p", 4: "p", 5: "q", 9: "__acker"})
+    lines = [
+        tagged("-", "worker 127.0.0.1:6700: running tasks [1, 3, 4, 5, 9] of t", "worker.process"),
+        tagged("p:3", "got 1"),
+        tagged("p:4", "got 2"),
+        tagged("q:5", "a line of my own", "myapp.q"),
+        tagged("p:4", "worker 127.0.0.1:6700: p task 4 raised in process:", "worker.errors",
+               "ERROR"),
+        "Traceback (most recent call last):",
+        "  File ...",
+        "RuntimeError: boom",
+        "",
+        "a raw line written to fd 1",  # no record of its own: the record above's
+        tagged("-", "printed while no task ran"),  # several user tasks: cannot tell
+        "its second line",
+        tagged("-", "worker 127.0.0.1:6700: q task 5 raised in prepare:", "worker.errors"),
+        "Traceback (most recent call last):",
+    ]
+    assert labels(labeler, lines) == [
+        "worker 6700", "p:3", "p:4", "q:5", "p:4", "p:4", "p:4", "p:4", "p:4", "p:4",
+        "worker 6700", "worker 6700", "q:5", "q:5"]
+
+
+def test_untagged_prints_of_a_single_task_worker_are_still_its_own() -> None:
+    labeler = LineLabeler("6700", {2: "count", 5: "__acker"})
+    assert labels(labeler, [tagged("-", "ready"), tagged("-", "active", "worker.process"),
+                            tagged("count:2", "got x")]) == ["count:2", "worker 6700", "count:2"]
+
+
+def test_short_form_drops_what_the_label_says() -> None:
+    assert short_form(tagged("p:3", "got 1")) == "got 1"
+    assert short_form(tagged("p:3", "oops", "STDERR", "WARNING")) == "oops"
+    assert short_form(tagged("-", "hello", "myapp", "DEBUG")) == "DEBUG myapp: hello"
+    assert short_form(tagged("p:3", "got 1"), with_time=True) == \
+        "2026-11-30 14:45:54,638 got 1"
+    assert short_form(record("active"), with_time=True) == \
+        "2026-11-30 14:45:54,638 INFO worker.process: active"
+    assert short_form("  File ...") == "  File ..."

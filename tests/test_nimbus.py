@@ -212,6 +212,55 @@ def test_rebalance_changes_workers_and_parallelism(start_nimbus, states, package
     assert view.topology(tid)["status"] == "ACTIVE"
 
 
+STATEFUL_TOPOLOGY = '''
+from topology import Spout, StatefulBolt, TopologyBuilder
+
+
+class Words(Spout):
+    outputs = ["word"]
+
+    def next_tuple(self):
+        self.emit(["a"], msg_id=1)
+
+
+class Count(StatefulBolt):
+    outputs = ["word", "n"]
+
+    def init_state(self, state):
+        self.counts = state
+
+    def process(self, tup):
+        self.counts[tup["word"]] = self.counts.get(tup["word"], 0) + 1
+
+
+builder = TopologyBuilder("counts")
+builder.set_spout("words", Words(), parallelism=2)
+builder.set_bolt("count", Count(), parallelism=2).fields_grouping("words", ["word"])
+topology = builder.build(config={"topology.workers": 2})
+'''
+
+
+def test_rebalance_refuses_to_change_a_stateful_bolts_parallelism(start_nimbus, states,
+                                                                 tmp_path) -> None:
+    path = tmp_path / "counts_topology.py"
+    path.write_text(STATEFUL_TOPOLOGY)
+    package = bytes(cloudpickle.dumps({"topology": load_topology_file(str(path)),
+                                       "overrides": {}}))
+    nimbus = start_nimbus()
+    view = states()
+    view.register_supervisor("sup-a", {"host": "ha", "ports": [7000, 7001]})
+    nimbus.wait_leading()
+    client = nimbus.client()
+    tid = client.submit(package)["id"]
+    with pytest.raises(BadRequest, match="cannot change the parallelism of stateful "
+                                         "component.s. 'count' from 2 to 3"):
+        client.rebalance("counts", parallelism={"count": 3}, wait=0)
+    assert view.topology(tid)["components"]["count"]["parallelism"] == 2
+    reply = client.rebalance("counts", parallelism={"words": 3}, wait=0)  # a spout may change
+    assert reply["code_version"] == 2
+    assert view.topology(tid)["components"]["words"]["parallelism"] == 3
+
+
 # --- authentication, limits and malformed requests ----------------------------------------------
 
 

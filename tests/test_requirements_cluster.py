@@ -40,6 +40,8 @@ def needs_pypi() -> None:
 def topology_file(tmp_path: Path, name: str, requirements: list[str]) -> str:
     path = tmp_path / f"{name.replace('-', '_')}.py"
     path.write_text(textwrap.dedent(f"""\
+        import sys
+
         from topology import Bolt, Spout, TopologyBuilder
 
         class Once(Spout):
@@ -55,6 +57,7 @@ def topology_file(tmp_path: Path, name: str, requirements: list[str]) -> str:
             def prepare(self, conf, context):
                 import {PACKAGE}  # imported where it runs: nimbus never needs it
                 self.dumps = {PACKAGE}.dumps
+                print("python is", sys.executable, flush=True)
             def process(self, tup):
                 print("as toml:", self.dumps({{"n": tup.values[0]}}).strip(), flush=True)
 
@@ -81,6 +84,10 @@ def test_workers_run_with_a_package_from_pypi(make_cluster: Callable[..., Proces
     wait_for(lambda: "as toml: n = 3" in worker_logs(cluster), 30, "the package at work")
     built = list(cluster.dir.glob("venvs/*/squall-env.json"))
     assert len(built) == 1
+    # The worker runs with the environment's own interpreter (the spawn's python=).
+    pythons = [line.rsplit("python is ", 1)[1] for line in worker_logs(cluster).splitlines()
+               if "python is " in line]
+    assert pythons and set(pythons) == {str(built[0].parent / "bin" / "python")}, pythons
     # A second topology asking for the same set uses the same environment.
     other = topology_file(tmp_path, "needs-toml-too", [f"tomli-w=={VERSION}"])
     cluster.cli("submit", other, "--wait", "--timeout", "60", timeout=90)

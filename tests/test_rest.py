@@ -346,3 +346,57 @@ def test_long_windows_hold_bounded_copies_and_count_a_returning_task_once() -> N
     assert keeper.figures(TID, "10800", t)["count"].executed <= last
     keeper.keep_only([])
     assert keeper.samples_held(TID) == 0 and keeper.figures(TID, "86400", t) == {}
+
+
+def test_windows_checkpoints_and_sources_reach_the_topology_and_component_views(
+        dash: Dashboard) -> None:
+    source = {"kind": "file", "name": "/var/log/words.log", "offset": 4096, "behind": 512}
+    windowing = {"spec": "sliding 10 s every 5 s (event time)", "watermark": START - 3.0,
+                 "late": 7}
+    checkpoint = {"txid": 42, "time": START + 50, "duration": 0.012, "failed": 1}
+    spout = executor("words", 1, "spout", {"default": 5}, source=source)
+    bolt = executor("count", 2, "bolt", {"default": 5}, windowing=windowing,
+                    checkpoint=checkpoint)
+    windows = two_windows()
+    dash.state.worker_heartbeat(TID, "10.0.0.1:6700", heartbeat(6700, [spout], 10.0, windows[0]))
+    hb = heartbeat(6701, [bolt], 10.0, windows[1])
+    hb["host"] = "10.0.0.2"
+    dash.state.worker_heartbeat(TID, "10.0.0.2:6701", hb)
+
+    page = dash.get(f"/api/v1/topology/{TID}")
+    assert page["checkpoint"] == checkpoint
+    (s,) = page["spouts"]
+    assert s["source"] == {"kind": "file", "behind": 512,
+                           "tasks": [{"task": 1, **source}]}
+    (b,) = page["bolts"]
+    assert b["windowing"] == {**windowing, "tasks": 1}
+
+    words = dash.get(f"/api/v1/topology/{TID}/component/words")
+    assert words["source"] == s["source"] and words["windowing"] is None
+    assert words["checkpoint"] is None
+    assert words["executorStats"][0]["source"] == source
+    count = dash.get(f"/api/v1/topology/{TID}/component/count")
+    assert count["windowing"] == b["windowing"] and count["checkpoint"] == checkpoint
+    assert count["executorStats"][0]["checkpoint"] == checkpoint
+    assert "source" not in count["executorStats"][0]
+
+    families = {f.name: f for f in text_string_to_metric_families(dash.get("/metrics"))}
+    values = {name: [(s.labels["component"], s.labels["task"], s.value) for s in f.samples]
+              for name, f in families.items()
+              if name.startswith(("squall_source", "squall_window", "squall_checkpoint"))}
+    assert values["squall_source_behind"] == [("words", "1", 512)]
+    assert values["squall_window_watermark_seconds"] == [("count", "2", START - 3.0)]
+    assert values["squall_window_late_tuples"] == [("count", "2", 7)]
+    assert values["squall_checkpoint_txid"] == [("count", "2", 42)]
+    assert values["squall_checkpoint_duration_seconds"] == [("count", "2", 0.012)]
+    assert values["squall_checkpoint_failed"] == [("count", "2", 1)]
+    assert families["squall_source_behind"].type == "gauge"
+
+
+def test_a_topology_without_them_shows_none(dash: Dashboard) -> None:
+    record_traffic(dash, 10.0, 100, two_windows())
+    page = dash.get(f"/api/v1/topology/{TID}")
+    assert page["checkpoint"] is None
+    assert page["spouts"][0]["source"] is None and page["bolts"][0]["windowing"] is None
+    exposition = dash.get("/metrics")
+    assert "squall_source_behind" not in exposition and "squall_checkpoint" not in exposition

@@ -95,8 +95,8 @@ def state(config: Config) -> Iterator[ClusterState]:
 class Running:
     """A Supervisor served by a background thread, as `squall supervisor` serves it."""
 
-    def __init__(self, config: Config) -> None:
-        self.supervisor = Supervisor(config)
+    def __init__(self, config: Config, **options: Any) -> None:
+        self.supervisor = Supervisor(config, **options)
         self.supervisor.start()
         self.thread = threading.Thread(target=self.supervisor.run, name="test-supervisor")
         self.thread.start()
@@ -108,11 +108,11 @@ class Running:
 
 
 @pytest.fixture
-def supervisors() -> Iterator[Callable[[Config], Running]]:
+def supervisors() -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
-    def start(config: Config) -> Running:
-        started.append(Running(config))
+    def start(config: Config, **options: Any) -> Running:
+        started.append(Running(config, **options))
         return started[-1]
 
     yield start
@@ -125,14 +125,14 @@ def supervisors() -> Iterator[Callable[[Config], Running]]:
 
 
 def submit_code(state: ClusterState, config: Config,
-                topology_id: str = TOPOLOGY_ID) -> list[list[int]]:
+                topology_id: str = TOPOLOGY_ID, **settings: Any) -> list[list[int]]:
     """Store word count's code (signed by "nimbus") and meta; returns its tasks split over
     two workers."""
     conf = Config.from_mapping({
         "worker.heartbeat.frequency.secs": 0.2,
         "topology.message.timeout.secs": 5,
         "cluster.secret": config["cluster.secret"],
-    }).with_overrides(word_count.config).to_dict()
+    }).with_overrides({**word_count.config, **settings}).to_dict()
     state.put_code(topology_id, sign_code(cloudpickle.dumps({"topology": word_count, "conf": conf}),
                                           config["cluster.secret"]))
     state.set_topology(topology_id, {"status": "ACTIVE", "code_version": "1"})
@@ -494,3 +494,50 @@ def test_a_taken_log_server_port_costs_the_log_server_not_the_supervisor(
                    "supervisor.logviewer.port" in r.getMessage() for r in caplog.records)
     finally:
         taken.close()
+
+
+def test_log_rotation_comes_from_the_config_when_it_has_the_keys() -> None:
+    from cluster import logsink
+    from supervisor.daemon import LOG_BACKUPS_KEY, LOG_MAX_BYTES_KEY, log_rotation
+
+    assert log_rotation({}) == (logsink.MAX_BYTES, logsink.BACKUPS)
+    assert log_rotation({LOG_MAX_BYTES_KEY: 65536, LOG_BACKUPS_KEY: 3}) == (65536, 3)
+
+
+def test_rotates_its_workers_logs_and_serves_the_rotated_ones(
+    config: Config, state: ClusterState, supervisors: Callable[..., Running]
+) -> None:
+    import http.client
+    import re
+    from urllib.parse import quote
+
+    sup = supervisors(config, worker_log_rotation=(16384, 2)).supervisor
+    a = config["supervisor.slots.ports"][0]
+    first, second = submit_code(state, config, **{"topology.debug": True})  # a line per emit
+    assign(state, sup.id, 1, {a: sorted(first + second)})
+    log_file = sup.home / "logs" / TOPOLOGY_ID / f"worker-{a}.log"
+    wait_for(lambda: log_file.with_name(log_file.name + ".2").exists(), 30,
+             "the worker's log rotated twice")
+    files = sorted(log_file.parent.glob(log_file.name + "*"))
+    assert [p.name for p in files][:3] == [log_file.name, f"{log_file.name}.1",
+                                           f"{log_file.name}.2"]
+    assert not log_file.with_name(log_file.name + ".3").exists()
+    port = sup.logviewer_port
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", f"/api/v1/listLogs?topoId={quote(TOPOLOGY_ID)}&port={a}",
+                     headers={"X-Squall-Secret": config["cluster.secret"]})
+        response = conn.getresponse()
+        names = response.read().decode()
+        assert response.status == 200 and f"{TOPOLOGY_ID}/{a}/worker.log.1" in names, names
+        conn.request("GET", f"/api/v1/log?file={quote(TOPOLOGY_ID)}/{a}/worker.log.1&start=0",
+                     headers={"X-Squall-Secret": config["cluster.secret"]})
+        response = conn.getresponse()
+        body = response.read().decode()
+    finally:
+        conn.close()
+    assert response.status == 200 and 0 < len(body) <= 16384
+    # The debug lines of each emit carry the task that emitted.
+    tagged = re.findall(r"worker\[\d+\] (\w+):(\d+) topology\.", body) + re.findall(
+        r"worker\[\d+\] (\w+):(\d+) worker\.", body)
+    assert {component for component, _ in tagged} & {"split", "count", "sentences"}, body[:2000]

@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 
 from cli.loader import load_topology_file
+from topology import Bolt, Spout, TopologyBuilder
 from topology.local import LocalCluster
 from ui.local import serve_local
+from worker.executor import BoltExecutor, SpoutExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -189,3 +191,93 @@ def test_dashboard_shows_live_topology_and_kill_works(dashboard: tuple[str, str]
     page.screenshot(path=str(ARTIFACTS / "ui-killed.png"), full_page=True)
     assert not problems, problems
     page.close()
+
+
+# --- what windowed, stateful and replayable components report, from real workers ---------------
+
+CHECKPOINT = {"txid": 7, "time": 1_700_000_000.0, "duration": 0.015, "failed": 0}
+
+
+class ReplayableExecutor(SpoutExecutor):
+    def extra_snapshot(self) -> dict[str, Any]:
+        return {"source": {"kind": "file", "name": f"/data/part-{self.task}.log",
+                           "offset": 1234, "behind": 56}}
+
+
+class WindowedExecutor(BoltExecutor):
+    def extra_snapshot(self) -> dict[str, Any]:
+        return {"windowing": {"spec": "tumbling 5 s (event time)",
+                              "watermark": 1_700_000_000.0 + self.task, "late": 2},
+                "checkpoint": CHECKPOINT}
+
+
+class Lines(Spout):
+    outputs = ["line"]
+    executor_factory = "test_ui_browser:ReplayableExecutor"
+
+    def next_tuple(self) -> None:
+        self.emit(["a line"])
+
+
+class Windows(Bolt):
+    executor_factory = "test_ui_browser:WindowedExecutor"
+
+    def process(self, tup: Any) -> None:
+        pass
+
+
+def test_windows_checkpoints_sources_and_log_levels_show(browser: Any) -> None:
+    b = TopologyBuilder("progress")
+    b.set_spout("lines", Lines())
+    b.set_bolt("windows", Windows(), parallelism=2).shuffle_grouping("lines")
+    topology = b.build(config={"topology.workers": 1, "topology.max.spout.pending": 10})
+    with LocalCluster() as cluster:
+        tid = cluster.submit(topology)
+        server, url = serve_local(cluster, sample_secs=0.5)
+        try:
+            cluster.wait_running("progress")
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.set_default_timeout(15000)
+            page.goto(f"{url}#/topology/{tid}")
+            card = page.wait_for_selector('[data-checkpoint="7"]')
+            assert "txid 7" in card.inner_text() and "took 15.0 ms" in card.inner_text()
+            page.goto(f"{url}#/topology/{tid}/component/windows")
+            page.wait_for_selector('tr[data-progress="Window"]')
+            progress = page.locator("section.panel", has_text="Progress").inner_text()
+            assert "tumbling 5 s (event time)" in progress
+            with urllib.request.urlopen(f"{url}api/v1/topology/{tid}/component/windows") as r:
+                tasks = [e["task"] for e in json.load(r)["executorStats"]]
+            lowest = time.gmtime(1_700_000_000 + min(tasks))  # the lower of the two tasks' marks
+            assert len(tasks) == 2 and time.strftime("%Y-%m-%d %H:%M:%S UTC", lowest) in progress
+            assert "Late tuples\t4" in progress, progress
+            page.goto(f"{url}#/topology/{tid}/component/lines")
+            page.wait_for_selector('tr[data-progress="Source"]')
+            progress = page.locator("section.panel", has_text="Progress").inner_text()
+            own = r"Task (\d+)\t/data/part-\1.log at 1234, 56 behind"  # each task its own file
+            assert re.search(own, progress), progress
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-progress.png"), full_page=True)
+
+            # Change a log level (Storm's dialog), see it listed, clear it.
+            page.goto(f"{url}#/topology/{tid}")
+            page.click("#btn-log-level")
+            page.fill("#field-logger", "my.bolts")
+            page.select_option("#field-level", "WARN")
+            page.fill("#field-timeout", "0")
+            page.click("#action-ok")
+            page.fill("#secret-input", server.secret)
+            page.click("#secret-ok")
+            row = page.wait_for_selector('tr[data-logger="my.bolts"]')
+            assert "WARN" in row.inner_text() and "until cleared" in row.inner_text()
+            assignment = cluster.state.assignment(tid) or {}
+            assert assignment["log_levels"] == {"my.bolts": {"level": "WARN", "until": None}}
+            page.screenshot(path=str(ARTIFACTS / "ui-log-levels.png"), full_page=True)
+            page.click('button[data-clear="my.bolts"]')
+            page.wait_for_selector('tr[data-logger="my.bolts"]', state="detached")
+            assert "log_levels" not in (cluster.state.assignment(tid) or {})
+            assert not problems, problems
+            page.close()
+        finally:
+            server.close()

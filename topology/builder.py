@@ -24,6 +24,7 @@ from typing import Any
 from topology.component import Bolt, Spout, declared_streams
 from topology.errors import TopologyError
 from topology.model import ComponentSpec, CustomGrouping, Grouping, Topology
+from topology.state.plan import prepare_checkpoints
 from topology.windowing import WindowedBolt, fold_methods, spec_problems
 from topology.windowing.spec import DEFAULT_MESSAGE_TIMEOUT_SECS, WINDOW_SOURCES
 
@@ -155,6 +156,8 @@ class TopologyBuilder:
         """Validate and return the topology; raise TopologyError naming what is wrong."""
         topology = Topology(self.name, dict(self._components), dict(config or {}))
         problems = list(self._errors) + validate(topology)
+        if not problems:
+            problems += prepare_checkpoints(topology)  # stateful bolts: topology.state.plan
         if problems:
             raise TopologyError(f"topology {self.name!r}: " + "; ".join(problems))
         _record_window_sources(topology)

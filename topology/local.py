@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from topology.builder import validate
@@ -174,6 +174,14 @@ class LocalCluster:
     def deactivate(self, name: str) -> None:
         self._get(name)
         self._nimbus.deactivate(name)
+
+    def set_log_levels(self, name: str, levels: Mapping[str, str],
+                       timeout: float | None = None, reset: Sequence[str] = ()) -> None:
+        """Set loggers' levels ({logger: "DEBUG", ...}; "ROOT" is the root logger) in the
+        topology's workers for `timeout` seconds (None: until reset), and put the loggers
+        in `reset` back to their own levels, as `squall set-log-level` does on a cluster."""
+        self._get(name)
+        self._nimbus.set_log_levels(name, levels, timeout, list(reset))
 
     def topologies(self) -> list[str]:
         return sorted(str(m.get("name")) for m in self.state.topologies().values())

@@ -33,6 +33,9 @@ class Actions(Protocol):
     def rebalance(self, name: str, workers: int | None, parallelism: Mapping[str, int],
                   wait: float | None) -> None: ...
 
+    def set_log_levels(self, name: str, levels: Mapping[str, str], timeout: float | None,
+                       reset: list[str]) -> None: ...
+
 
 class Unavailable(ApiError):
     status = 502
@@ -72,6 +75,13 @@ class LocalActions:
                   wait: float | None) -> None:
         raise ApiError("rebalance is not available in local mode")
 
+    def set_log_levels(self, name: str, levels: Mapping[str, str], timeout: float | None,
+                       reset: list[str]) -> None:
+        try:
+            self.cluster.set_log_levels(name, levels, timeout, reset)
+        except SquallError as e:
+            raise ApiError(str(e)) from e
+
     @staticmethod
     def _call(fn: Any, name: str) -> None:
         try:
@@ -99,6 +109,10 @@ class NimbusActions:
     def rebalance(self, name: str, workers: int | None, parallelism: Mapping[str, int],
                   wait: float | None) -> None:
         self._call(self.client.rebalance, name, workers, dict(parallelism), wait)
+
+    def set_log_levels(self, name: str, levels: Mapping[str, str], timeout: float | None,
+                       reset: list[str]) -> None:
+        self._call(self.client.set_log_levels, name, dict(levels), timeout, reset)
 
     @staticmethod
     def _call(fn: Any, *args: Any) -> None:

@@ -7,8 +7,9 @@ returns a JSON-ready dict with Storm UI's field names, so scripts written agains
 fraction, both as numbers rounded to 3 decimals (Storm sends them as strings like "0.123";
 `float()` reads both). Fields Storm has but Squall cannot fill (memory and CPU scheduling)
 are left out rather than faked; Squall adds a few of its own ("rssBytes", "slots", "mode",
-"status" of supervisors, "errorTraceback"), which Storm's clients ignore. Component pages,
-per-stream metrics and the graph are in ui.components.
+"status" of supervisors, "errorTraceback", a topology's last committed "checkpoint", a
+spout's replayable "source", a windowed bolt's "windowing"), which Storm's clients ignore.
+Component pages, per-stream metrics and the graph are in ui.components.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from cluster.records import (
     Figures,
     WorkerHeartbeat,
     component_figures,
+    component_progress,
     heartbeats_of,
+    last_checkpoint,
     num,
 )
 from cluster.state import ClusterState
@@ -300,19 +303,23 @@ def bolt_fields(f: Figures) -> dict[str, Any]:
 
 def _component_rows(meta: Mapping[str, Any], figs: dict[str, Figures],
                     errors: dict[str, list[dict[str, Any]]], view: View, sys: bool,
-                    links: Mapping[tuple[str, int], str | None]
+                    links: Mapping[tuple[str, int], str | None],
+                    progress: Mapping[str, Mapping[str, Any]]
                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     spouts, bolts = [], []
     for cid, spec in sorted(components(meta, sys).items()):
         f = figs.get(cid, Figures())
+        mine = progress.get(cid) or {}
         common = {"executors": int(num(spec.get("parallelism"))) or len(spec.get("tasks", [])),
                   "tasks": len(spec.get("tasks") or []),
                   **last_error(errors.get(cid, []), view.now, links)}
         if spec.get("type") == "spout":
             spouts.append({"spoutId": cid, "encodedSpoutId": cid, **stats_fields(f),
-                           "completeLatency": f.complete_latency_ms, **common})
+                           "completeLatency": f.complete_latency_ms,
+                           "source": mine.get("source"), **common})
         else:
-            bolts.append({"boltId": cid, "encodedBoltId": cid, **bolt_fields(f), **common})
+            bolts.append({"boltId": cid, "encodedBoltId": cid, **bolt_fields(f),
+                          "windowing": mine.get("windowing"), **common})
     return spouts, bolts
 
 
@@ -372,8 +379,9 @@ def topology_page(view: View, topology_id: str, window: str | None = None,
     beats = heartbeats_of(state.worker_heartbeats(topology_id).values())
     errors = state.errors(topology_id)
     links = worker_links(view, topology_id)
+    progress = component_progress(beats)
     spouts, bolts = _component_rows(meta, figures(view, topology_id, beats, window), errors,
-                                    view, sys, links)
+                                    view, sys, links, progress)
     conf = meta.get("conf") or {}
     return {
         **_summary(meta, state.assignment(topology_id), view.now),
@@ -384,6 +392,7 @@ def topology_page(view: View, topology_id: str, window: str | None = None,
         "spouts": spouts, "bolts": bolts,
         "workers": worker_rows(view, meta, beats),
         "recentErrors": _recent_errors(errors, view.now, links),
+        "checkpoint": last_checkpoint(progress),
         "configuration": conf, "schedulerDisplayResource": False,
     }
 

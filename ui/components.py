@@ -3,7 +3,9 @@ figures per stream (`/metrics`), and the graph in Storm's shape (`/visualization
 
 Per-stream acked, failed and latency (a bolt's per input stream, a spout's per output stream)
 come from what the workers report (cluster.records: "acked_streams", "failed_streams",
-"latency_streams"); a worker that does not report them yet counts as 0.
+"latency_streams"); a worker that does not report them yet counts as 0. A component page also
+has its tasks' "windowing", "checkpoint" and "source" as one (cluster.records
+.component_progress; null when its tasks report none), and each executor row its own.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from cluster.records import ALL_TIME, WINDOW_10M, WINDOWS, Figures, Mean, heartbeats_of, num
+from cluster.records import (
+    ALL_TIME,
+    PROGRESS,
+    WINDOW_10M,
+    WINDOWS,
+    Figures,
+    Mean,
+    component_progress,
+    heartbeats_of,
+    num,
+)
 from ui.api import (
     NotFound,
     View,
@@ -106,7 +118,8 @@ def _executor_rows(view: View, beats: Any, component: str, window: str, spout: b
                    "port": int(hb.port), "uptime": pretty_duration(hb.uptime),
                    "uptimeSeconds": int(hb.uptime), **stats_fields(f),
                    "workerLogLink": links.get((hb.host, int(hb.port))),
-                   "metrics": metrics_rows(f)}
+                   "metrics": metrics_rows(f),
+                   **{key: e.extra[key] for key in PROGRESS if isinstance(e.extra.get(key), dict)}}
             row.update({"completeLatency": f.complete_latency_ms} if spout else bolt_fields(f))
             rows.append(row)
     return sorted(rows, key=lambda r: num(r["task"]))
@@ -127,6 +140,7 @@ def component_page(view: View, topology_id: str, component: str,
     spout = spec.get("type") == "spout"
     f = figures(view, topology_id, beats, window).get(component, Figures())
     conf = meta.get("conf") or {}
+    progress = component_progress(beats).get(component) or {}
     return {
         "id": component, "name": meta.get("name"), "topologyId": meta.get("id"),
         "encodedTopologyId": meta.get("id"), "encodedId": component,
@@ -142,6 +156,7 @@ def component_page(view: View, topology_id: str, component: str,
         "executorStats": _executor_rows(view, beats, component, window, spout, links),
         "componentErrors": [error_fields(e, view.now, links) for e in reversed(errors)],
         "metrics": metrics_rows(f),
+        **{key: progress.get(key) for key in PROGRESS},  # windowing, checkpoint, source
         "schedulerDisplayResource": False, "profilingAndDebuggingCapable": False,
     }
 

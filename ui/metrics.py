@@ -12,6 +12,10 @@ series {topology, host, port}. Counters are totals since each task started. Comp
 be summed across tasks (`sum by (le) (rate(..._bucket[1m]))`); a bucket's count errs by at
 most one of the workers' ~9%-wide log buckets. Components' own metrics
 (`context.register_metric`) are families `squall_user_<name>` (`_total` for counters).
+Windowed, stateful and replayable tasks' figures (cluster.records: "windowing",
+"checkpoint", "source") are per-task gauges: a watermark, late tuples, the last committed
+checkpoint's txid, time and duration, failed checkpoints, and how far a source is behind
+(what to alert on when a spout falls behind its log or stream).
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "squall_complete_latency_seconds": ("histogram", "Spout tuple tree completion latency."),
     "squall_capacity": ("gauge", "Share of the last 10 minutes spent executing (Storm's "
                                  "capacity)."),
+    "squall_window_watermark_seconds": ("gauge", "Event-time watermark of a windowed task."),
+    "squall_window_late_tuples": ("gauge", "Tuples a windowed task saw after its watermark "
+                                           "(since it started)."),
+    "squall_checkpoint_txid": ("gauge", "Transaction id of the last committed checkpoint."),
+    "squall_checkpoint_time_seconds": ("gauge", "Unix time the last checkpoint committed."),
+    "squall_checkpoint_duration_seconds": ("gauge", "How long the last committed checkpoint "
+                                                    "took."),
+    "squall_checkpoint_failed": ("gauge", "Checkpoints rolled back (as the task counts them)."),
+    "squall_source_behind": ("gauge", "How much of its source a replayable spout task has not "
+                                      "read yet (bytes or entries)."),
     "squall_worker_rss_bytes": ("gauge", "Resident memory of a worker process."),
     "squall_worker_uptime_seconds": ("gauge", "Seconds since the worker started."),
     "squall_worker_queued_tuples": ("gauge", "Tuples queued in a worker's bolts."),
@@ -139,6 +153,30 @@ def _executor(out: _Exposition, topology: str, e: ExecutorSnapshot) -> None:
                       LATENCY_BOUNDS)
     for name, metric in sorted(e.metrics.items()):
         out.user(name, metric, labels)
+    _progress(out, labels, e.extra)
+
+
+# (heartbeat field, its key) -> family: the figures windowed, stateful and replayable tasks add
+_PROGRESS = {
+    ("windowing", "watermark"): "squall_window_watermark_seconds",
+    ("windowing", "late"): "squall_window_late_tuples",
+    ("checkpoint", "txid"): "squall_checkpoint_txid",
+    ("checkpoint", "time"): "squall_checkpoint_time_seconds",
+    ("checkpoint", "duration"): "squall_checkpoint_duration_seconds",
+    ("checkpoint", "failed"): "squall_checkpoint_failed",
+    ("source", "behind"): "squall_source_behind",
+}
+
+
+def _progress(out: _Exposition, labels: dict[str, Any], extra: dict[str, Any]) -> None:
+    """A task's windowing/checkpoint/source figures; a value not known (None, malformed) is
+    left out rather than written as 0."""
+    for (field, key), family in _PROGRESS.items():
+        value = extra.get(field)
+        figure = value.get(key) if isinstance(value, dict) else None
+        if isinstance(figure, (int, float)) and not isinstance(figure, bool) \
+                and math.isfinite(figure):
+            out.add(family, labels, figure)
 
 
 def _workers(out: _Exposition, topology: str, beats: Iterable[Any]) -> None:

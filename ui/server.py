@@ -17,6 +17,9 @@
     POST /api/v1/topology/ID/kill[/WAIT]         WAIT seconds, default topology.message.timeout
     POST /api/v1/topology/ID/rebalance[/WAIT]    {"rebalanceOptions": {"numWorkers": n,
                                                   "executors": {"component": n}}}
+    GET  /api/v1/topology/ID/logconfig           loggers' levels set (ui.logconfig)
+    POST /api/v1/topology/ID/logconfig           {"namedLoggerLevels": {logger:
+                                                  {"target_level": L, "timeout": secs}}}
     GET  /metrics                                Prometheus text format
 
 Windows are Storm's: "600" and ":all-time" as the workers report them, "10800" and "86400"
@@ -53,7 +56,7 @@ from cluster.state import ClusterState, StateError
 from nimbus.liveness import Liveness
 from nimbus.protocol import BadRequest, loads_finite
 from topology.builder import MAX_PARALLELISM, MAX_WORKERS
-from ui import api, components, metrics
+from ui import api, components, logconfig, metrics
 from ui.actions import Actions
 from ui.api import ApiError, NotFound, View
 from ui.history import History, live_view
@@ -138,6 +141,9 @@ class UiServer(Server):
         r.add("GET", f"{TOPOLOGY}/visualization", lambda req: components.visualization(
             self.view(), req.params["id"], req.query.get("window"), _sys(req)))
         r.add("GET", f"{TOPOLOGY}/live", self._live)
+        r.add("GET", f"{TOPOLOGY}/logconfig", lambda req: logconfig.log_config(
+            self._meta(req.params["id"]), self.clock()))
+        r.add("POST", f"{TOPOLOGY}/logconfig", self._log_config)
         for action in ("activate", "deactivate", "kill", "rebalance"):
             def act(req: Request, action: str = action) -> Any:
                 return self._action(req, action)
@@ -251,7 +257,21 @@ class UiServer(Server):
         capacities = {cid: f.capacity for cid, f in component_figures(beats, WINDOW_10M).items()}
         return live_view(meta, self.history, capacities)
 
+    def _meta(self, tid: str) -> dict[str, Any]:
+        meta = self.state.topology(tid)
+        if meta is None:
+            raise NotFound(f"no topology with id {tid!r}")
+        return meta
+
     # --- POST actions -------------------------------------------------------------------------
+
+    def _log_config(self, request: Request) -> Any:
+        tid = request.params["id"]
+        name = str(self._meta(tid).get("name"))
+        for levels, timeout, reset in logconfig.parse_log_config(_form(request)):
+            self.actions.set_log_levels(name, levels, timeout, reset)
+        log.info("ui: log levels of %s (%s) from %s", name, tid, request.client)
+        return logconfig.log_config(self._meta(tid), self.clock())
 
     def _action(self, request: Request, action: str) -> Any:
         tid = request.params["id"]

@@ -11,11 +11,14 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 import cloudpickle
 
+from cluster import logsink
 from worker.control import ControlClient
+from worker.executor import Executor
 from worker.parent import ParentLink
 from worker.process import Worker, setting
 from worker.wire import secret_key
@@ -35,15 +38,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--parent-pid", type=int, default=None,
                    help="exit when this process is no longer our parent (local mode)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-file", default=None,
+                   help="log here, rotated (cluster.logsink); default: stderr as it is")
+    p.add_argument("--log-max-bytes", type=int, default=logsink.MAX_BYTES)
+    p.add_argument("--log-backups", type=int, default=logsink.BACKUPS)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format=f"%(asctime)s %(levelname)s worker[{args.port}] %(name)s: %(message)s",
-    )
+    running: list[Worker] = []  # the worker, once built: says which task runs (log tags)
+
+    def current_task() -> str | None:
+        loop = running[0].loop if running else None
+        task = loop.current if loop is not None else None
+        if task is None:
+            return task_in_user_call() if running else None
+        return f"{task.component}:{task.task}"
+
+    logsink.install(args.log_file, args.port, args.log_level, current_task,
+                    args.log_max_bytes, args.log_backups)
     secret = os.environ.pop(SECRET_ENV, "")
     if not secret:
         log.error("worker %s:%d: no cluster secret in $%s", args.host, args.port, SECRET_ENV)
@@ -57,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         link = make_link(control, conf, args)
         worker = Worker(package["topology"], conf, args.topology_id, args.host, args.port, key,
                         link)
+        running.append(worker)
     except Exception as e:  # e.g. a module the topology imports is missing on this host
         log.exception("worker %s:%d: could not start", args.host, args.port)
         report_start_failure(control, args, e)
@@ -74,6 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     return worker.run()
+
+
+_CALL_USER = Executor.call_user.__code__
+
+
+def task_in_user_call() -> str | None:
+    """The task whose user code the loop's thread is in outside the loop's task slices (a
+    spout's open, a bolt's prepare, ack/fail callbacks, ticks, cleanup): found by looking
+    up the stack for `Executor.call_user`, which every such call goes through. Only asked
+    for records made on the loop's thread while no task slice runs, which are few. (A
+    stopgap: with the loop's `current` set around those calls too, this goes.)"""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _CALL_USER:
+            executor = frame.f_locals.get("self")
+            return (f"{executor.component}:{executor.task}"
+                    if isinstance(executor, Executor) else None)
+        frame = frame.f_back
+    return None
 
 
 def make_link(control: ControlClient, conf: Mapping[str, Any],

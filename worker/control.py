@@ -13,6 +13,14 @@ Parent -> worker: {"type": "assignment", "assignment": {...}}, {"type": "supervi
 {"type": "stop"}. The worker's side runs on a thread of its own (worker.parent).
 
 Both ends refuse frames over `max_message_bytes` before reading them (ZMQ_MAXMSGSIZE).
+
+Log levels (`squall set-log-level`): an assignment may carry
+`"log_levels": {logger: {"level": NAME, "until": unix time or null}}`, the loggers whose
+level an operator set for a while (`ROOT_LOGGER` is Python's root logger; NAME one of
+`LOG_LEVELS`). Nimbus stores them with the topology and puts those not yet over into the
+assignment (bumping its version when the set changes), so a worker started later gets them
+too; the worker's parent thread applies them and puts a logger back at `until`
+(worker.parent.LogLevels).
 """
 
 from __future__ import annotations
@@ -27,7 +35,39 @@ from worker.wire import CONTROL, BadMessage, Codec
 log = logging.getLogger(__name__)
 
 NO_TOPOLOGY_TAG = b"\0" * 8
+ROOT_LOGGER = "ROOT"  # Storm's name of the root logger
+# Storm's (log4j's) level names and Python's, as Python levels; OFF silences a logger.
+LOG_LEVELS: dict[str, int] = {
+    "ALL": 1, "TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40,
+    "FATAL": 50, "CRITICAL": 50, "OFF": 100,
+}
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def live_log_levels(spec: Any, now: float) -> dict[str, int]:
+    """Logger -> level of a "log_levels" value at unix time `now`: what is not over yet (an
+    entry that is malformed is skipped: this is the parent's word, checked by nimbus)."""
+    out: dict[str, int] = {}
+    if not isinstance(spec, dict):
+        return out
+    for name, entry in spec.items():
+        if not isinstance(name, str) or not isinstance(entry, dict):
+            continue
+        level, until = LOG_LEVELS.get(str(entry.get("level")).upper()), entry.get("until")
+        if level is None or (until is not None and not isinstance(until, (int, float))):
+            continue
+        if until is None or now < until:
+            out[name] = level
+    return out
+
+
+def next_log_change(spec: Any, now: float) -> float | None:
+    """The unix time at which a level of `spec` set now is over (None: none is)."""
+    if not isinstance(spec, dict):
+        return None
+    ends = [e["until"] for e in spec.values() if isinstance(e, dict)
+            and isinstance(e.get("until"), (int, float)) and e["until"] > now]
+    return min(ends, default=None)
 
 
 class ControlClient:

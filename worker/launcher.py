@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from cluster import logsink
 from worker.__main__ import SECRET_ENV
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -32,8 +33,17 @@ def spawn_worker(
     parent_pid: int | None = None,
     sys_path: Sequence[str] = (),
     log_level: str = "INFO",
+    python: str | None = None,
+    log_max_bytes: int = logsink.MAX_BYTES,
+    log_backups: int = logsink.BACKUPS,
 ) -> subprocess.Popen:
-    """Start `python -m worker` for one slot, detached from the caller's terminal."""
+    """Start `python -m worker` for one slot, detached from the caller's terminal.
+
+    `python` is the interpreter (a topology's requirements environment, supervisor.venvs;
+    default: this one). The worker logs to `log_path`, which it rotates when it reaches
+    `log_max_bytes`, keeping `log_backups` older files (cluster.logsink); the path is also
+    its stdout and stderr from the start, so what the interpreter says before the worker
+    runs is kept there too."""
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = str(hash_seed(topology_id))
     env[SECRET_ENV] = secret
@@ -41,9 +51,10 @@ def spawn_worker(
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
-    cmd = [sys.executable, "-m", "worker", "--topology-id", topology_id, "--host", host,
+    cmd = [python or sys.executable, "-m", "worker", "--topology-id", topology_id, "--host", host,
            "--port", str(port), "--control", control, "--code", code_path,
-           "--log-level", log_level]
+           "--log-level", log_level, "--log-file", log_path,
+           "--log-max-bytes", str(log_max_bytes), "--log-backups", str(log_backups)]
     if parent_pid is not None:
         cmd += ["--parent-pid", str(parent_pid)]
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)

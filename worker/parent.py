@@ -10,6 +10,9 @@ nor taken for dead while user code blocks; the blocked task's tuples time out an
 The thread also
 - forwards the parent's "assignment", "dump" and "flush" messages to the loop (the pipe is
   in the loop's poller, so an idle loop wakes at once);
+- applies the log levels an assignment carries (`squall set-log-level`, worker.control) and
+  puts each logger back to its own level when its time is over (`LogLevels`, below), here
+  rather than on the loop, so a level changes even while user code blocks;
 - stops the worker when asked: a "stop" message, SIGTERM/SIGINT (seen through the signal
   wakeup fd, even while the main thread is inside user code), the parent process gone
   (`--parent-pid`, local mode), or the parent silent too long. If the loop has not finished
@@ -42,7 +45,7 @@ from typing import Any
 
 import zmq
 
-from worker.control import ControlClient
+from worker.control import ROOT_LOGGER, ControlClient, live_log_levels, next_log_change
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,44 @@ class ParentWatch:
         return PAUSE if silent > self.pause_after else CONTACT
 
 
+class LogLevels:
+    """The loggers `squall set-log-level` changed in this worker and their own levels before.
+    Pure: `now` is unix time (the "until" of a level is nimbus's unix time), and
+    `current(logger)` reads a logger's level."""
+
+    def __init__(self) -> None:
+        self.spec: Any = None
+        self.applied: dict[str, int] = {}  # logger -> the level set here
+        self.original: dict[str, int] = {}  # logger -> its level before
+        self.next_check: float | None = None
+
+    def changes(self, spec: Any, now: float, current: Callable[[str], int]
+                ) -> list[tuple[str, int, bool]]:
+        """(logger, level, set) to apply so that at `now` the loggers `spec` names have its
+        levels and the others their own again (set False: a level put back)."""
+        self.spec = spec
+        wanted = live_log_levels(spec, now)
+        out = []
+        for name, level in sorted(wanted.items()):
+            if self.applied.get(name) != level:
+                self.original.setdefault(name, current(name))
+                self.applied[name] = level
+                out.append((name, level, True))
+        for name in sorted(set(self.applied) - set(wanted)):
+            del self.applied[name]
+            out.append((name, self.original.pop(name), False))
+        self.next_check = next_log_change(spec, now)
+        return out
+
+    def due(self, now: float) -> bool:
+        """Whether a level's time is over (call `changes(self.spec, now, ...)` then)."""
+        return self.next_check is not None and now >= self.next_check
+
+
+def _logger(name: str) -> logging.Logger:
+    return logging.getLogger() if name == ROOT_LOGGER else logging.getLogger(name)
+
+
 class ParentLink:
     """The thread and both ends of its pipe. The loop's side: `socket` (to poll),
     `messages()`, `post()`, `spouts_paused`, `close()`."""
@@ -92,7 +133,8 @@ class ParentLink:
     def __init__(self, control: ControlClient, name: str, *, heartbeat_every: float,
                  pause_after: float, orphan_after: float, stop_timeout: float,
                  parent_pid: int | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self.control = control
         self.name = name  # "host:port", for log lines
         self.heartbeat_every = heartbeat_every
@@ -101,6 +143,8 @@ class ParentLink:
         self.signals: socket.socket | None = None
         self._wakeup: socket.socket | None = None
         self.clock = clock
+        self.wall = wall
+        self.levels = LogLevels()
         self.watch = ParentWatch(pause_after, orphan_after, clock())
         self.spouts_paused = False
         context: zmq.Context = zmq.Context.instance()
@@ -186,6 +230,8 @@ class ParentLink:
                     if os.getppid() != self.parent_pid:
                         self._stop(0, f"parent {self.parent_pid} is gone", now)
                 self._follow_parent(now)
+                if self.levels.due(self.wall()):
+                    self._set_levels(self.levels.spec)
                 self._resend_if_stale(now)
                 self._enforce_stop(now)
         except Exception:  # a bug here must not leave a worker without heartbeats silently
@@ -203,6 +249,8 @@ class ParentLink:
             if kind == "stop":
                 self._stop(0, "the parent asked", now)
             elif kind in FORWARDED:
+                if kind == "assignment" and isinstance(message.get("assignment"), dict):
+                    self._set_levels(message["assignment"].get("log_levels"))
                 self._end.send_pyobj(message)
 
     def _from_loop(self, now: float) -> bool:
@@ -219,6 +267,20 @@ class ParentLink:
                 self._posted_at = now
             self.control.send(message)
             self._sent_at = now
+
+    def _set_levels(self, spec: Any) -> None:
+        """Give loggers the levels `spec` wants now, and the others back their own."""
+        now = self.wall()
+        for name, level, setting in self.levels.changes(spec, now, lambda n: _logger(n).level):
+            _logger(name).setLevel(level)
+            if setting:
+                until = (spec.get(name) or {}).get("until")
+                log.warning("worker %s: log level of %s set to %s%s", self.name, name,
+                            spec[name].get("level"), "" if until is None else
+                            f" for {max(0.0, until - now):.0f} s")
+            else:
+                log.warning("worker %s: log level of %s back to %s", self.name, name,
+                            logging.getLevelName(level))
 
     def _resend_if_stale(self, now: float) -> None:
         latest = self._latest

@@ -173,13 +173,22 @@ function getSecret() {
 }
 
 function confirmAction(title, text, fields, okLabel, danger) {
+  const inputs = fields.map((f) => h("label", {}, f.label,
+    h("input", { id: "field-" + f.name, name: f.name, type: "number", min: f.min, max: f.max,
+                 step: f.step || 1, value: f.value, required: true })));
+  return openDialog(title, text, inputs, okLabel, danger, () => {
+    const values = {};
+    for (const f of fields) values[f.name] = Number($("field-" + f.name).value);
+    return values;
+  });
+}
+
+// The action dialog with `children` as its fields; resolves to read() on OK, null on cancel.
+function openDialog(title, text, children, okLabel, danger, read) {
   const dialog = $("action-dialog");
   $("action-title").textContent = title;
   $("action-text").textContent = text;
-  const box = $("action-fields");
-  box.replaceChildren(...fields.map((f) => h("label", {}, f.label,
-    h("input", { id: "field-" + f.name, name: f.name, type: "number", min: f.min, max: f.max,
-                 step: f.step || 1, value: f.value, required: true }))));
+  $("action-fields").replaceChildren(...children);
   const ok = $("action-ok");
   ok.textContent = okLabel;
   ok.className = "btn " + (danger ? "danger" : "primary");
@@ -191,9 +200,7 @@ function confirmAction(title, text, fields, okLabel, danger) {
     };
     $("action-form").onsubmit = (ev) => {
       ev.preventDefault();
-      const values = {};
-      for (const f of fields) values[f.name] = Number($("field-" + f.name).value);
-      done(values);
+      done(read());
     };
     $("action-cancel").onclick = () => done(null);
     dialog.oncancel = () => done(null);
@@ -320,9 +327,10 @@ async function topologyView(id) {
   const summary = await api("/api/v1/topology/summary");
   if (!summary.topologies.some((t) => t.id === id)) return goneView(id);
   const q = "?window=" + encodeURIComponent(app.window);
-  const [t, live] = await Promise.all([
+  const [t, live, logs] = await Promise.all([
     api("/api/v1/topology/" + encodeURIComponent(id) + q),
-    api("/api/v1/topology/" + encodeURIComponent(id) + "/live")]);
+    api("/api/v1/topology/" + encodeURIComponent(id) + "/live"),
+    api("/api/v1/topology/" + encodeURIComponent(id) + "/logconfig")]);
   crumbs({ text: "Cluster", href: "#/" }, { text: t.name });
   const stats = t.topologyStats.find((x) => x.window === app.window) || t.topologyStats[0];
   const last = live.samples[live.samples.length - 1] || {};
@@ -336,7 +344,8 @@ async function topologyView(id) {
     card("Emitted", fmtShort(stats.emitted), stats.windowPretty),
     card("Acked", fmtShort(stats.acked), `${fmtShort(last.acked || 0)}/s`),
     card("Failed", fmtShort(stats.failed), `${fmtShort(last.failed || 0)}/s`),
-    card("Complete latency", fmtMs(stats.completeLatency), stats.windowPretty));
+    card("Complete latency", fmtMs(stats.completeLatency), stats.windowPretty),
+    t.checkpoint ? checkpointCard(t.checkpoint) : null);
   return h("div", { class: "topology", "data-topology": t.id }, header, cards,
     panel("Topology graph · tuples/s on the edges", graph(live, t.id)),
     h("div", { class: "grid-chart" },
@@ -345,7 +354,49 @@ async function topologyView(id) {
     h("div", { class: "panel-head" }, h("span", { class: "muted", text: "Component stats over" }), windowToggle()),
     panel("Spouts", spoutTable(t)),
     panel("Bolts", boltTable(t)),
-    panel("Workers", workerTable(t)));
+    panel("Workers", workerTable(t)),
+    logLevelPanel(t, logs));
+}
+
+// The last committed checkpoint of a stateful topology (DESIGN §8: txid, time, duration).
+function checkpointCard(c) {
+  const age = typeof c.time === "number" ? ago(Math.max(0, Math.round(Date.now() / 1000 - c.time))) : "";
+  const took = typeof c.duration === "number" ? "took " + fmtMs(c.duration * 1000) : "";
+  const failed = c.failed ? `${fmtInt(c.failed)} failed` : "";
+  const el = card("Last checkpoint", "txid " + fmtInt(c.txid), [age, took, failed].filter(Boolean).join(" · "));
+  el.setAttribute("data-checkpoint", String(c.txid));
+  return el;
+}
+
+function watermarkText(mark) {
+  if (typeof mark !== "number") return "none yet";
+  return mark > 1e9 ? new Date(mark * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") : fmtNum(mark);
+}
+
+// What a windowed bolt, a stateful component or a replayable spout reports beyond its counts.
+function progressPanel(x) {
+  const rows = [];
+  const row = (what, value) => rows.push(h("tr", { "data-progress": what }, td(what), td(value)));
+  if (x.windowing) {
+    row("Window", x.windowing.spec);
+    row("Watermark (lowest of its tasks)", watermarkText(x.windowing.watermark));
+    row("Late tuples", fmtInt(x.windowing.late));
+  }
+  if (x.checkpoint) {
+    row("Last committed checkpoint", "txid " + fmtInt(x.checkpoint.txid)
+      + (typeof x.checkpoint.time === "number" ? " · " + new Date(x.checkpoint.time * 1000).toLocaleString() : "")
+      + (typeof x.checkpoint.duration === "number" ? " · took " + fmtMs(x.checkpoint.duration * 1000) : ""));
+    row("Failed checkpoints", fmtInt(x.checkpoint.failed));
+  }
+  if (x.source) {
+    row("Source", x.source.kind);
+    row("Behind (all tasks)", fmtInt(x.source.behind));
+    for (const t of x.source.tasks || []) {
+      row(`Task ${t.task}`, `${t.name} at ${JSON.stringify(t.offset)}` + (t.behind === null ? "" : `, ${fmtInt(t.behind)} behind`));
+    }
+  }
+  if (!rows.length) return null;
+  return panel("Progress", table(["What", "Value"], rows));
 }
 
 function goneView(id) {
@@ -451,6 +502,48 @@ async function rebalance(t) {
   const executors = {};
   for (const [c, n] of comps) if (v["c:" + c] !== n) executors[c] = v["c:" + c];
   runAction(t, "rebalance", "/" + v.wait, { rebalanceOptions: { numWorkers: v.workers, executors } });
+}
+
+// --- log levels (squall set-log-level; Storm's "Change Log Level") -------------------------------
+
+const LOG_LEVELS = ["ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"];
+
+function logLevelPanel(t, config) {
+  const rows = Object.entries(config.namedLoggerLevels || {}).map(([name, x]) => h("tr", { "data-logger": name },
+    h("td", { class: "mono", text: name }), td(x.target_level),
+    td(x.timeout_epoch ? `${new Date(x.timeout_epoch).toLocaleTimeString()} (${x.timeout} s left)` : "until cleared"),
+    h("td", {}, h("button", { class: "btn small", type: "button", "data-clear": name, text: "Clear",
+      onclick: () => postLogLevels(t, { [name]: { target_level: "CLEAR" } }) }))));
+  return h("section", { class: "panel" }, h("h2", { text: "Log levels" }),
+    table(["Logger", "Level", "Until", ""], rows, "Every logger is at its workers' own level."),
+    h("div", { class: "buttons" }, h("button", { class: "btn", id: "btn-log-level", type: "button",
+      disabled: t.status === "KILLED", onclick: () => changeLogLevel(t), text: "Change log level" })));
+}
+
+async function changeLogLevel(t) {
+  const v = await openDialog(`Change a log level of ${t.name}`,
+    "Every worker of the topology sets the logger (ROOT: the root logger) to the level, and puts "
+    + "it back to its own level after the timeout (0: when cleared).",
+    [h("label", {}, "Logger", h("input", { id: "field-logger", type: "text", value: "ROOT", required: true,
+        pattern: "[A-Za-z0-9_.$\\-]{1,200}", autocomplete: "off" })),
+     h("label", {}, "Level", h("select", { id: "field-level" },
+        LOG_LEVELS.map((l) => h("option", { value: l, text: l, selected: l === "DEBUG" })))),
+     h("label", {}, "Timeout (seconds)", h("input", { id: "field-timeout", type: "number", min: 0,
+        max: MAX_WAIT_SECS, step: 1, value: 60, required: true }))],
+    "Set", false, () => ({ logger: $("field-logger").value.trim(), level: $("field-level").value,
+                           timeout: Number($("field-timeout").value) }));
+  if (v) postLogLevels(t, { [v.logger]: { target_level: v.level, timeout: v.timeout } });
+}
+
+async function postLogLevels(t, named) {
+  try {
+    const r = await post(`/api/v1/topology/${encodeURIComponent(t.id)}/logconfig`, { namedLoggerLevels: named });
+    if (r) toast(`log levels of ${t.name}: ${Object.entries(r.namedLoggerLevels)
+      .map(([n, x]) => `${n}=${x.target_level}`).join(", ") || "every logger at its own level"}`, "ok");
+  } catch (e) {
+    toast(`log levels of ${t.name}: ${e.message}`, "bad");
+  }
+  refresh();
 }
 
 // --- graph: layered DAG layout in SVG -------------------------------------------------------------
@@ -598,6 +691,7 @@ async function componentView(id, c) {
     h("div", { class: "titlebar" }, h("div", {}, h("h1", {}, c, " ", badge(x.componentType)),
       h("div", { class: "muted small", text: `${x.name} · ${x.executors} executors · ${x.tasks} tasks` }))),
     panel("Stats", table(wHead, windows)),
+    progressPanel(x),
     h("div", { class: "panel-head" }, h("span", { class: "muted", text: "Streams and executors over" }), windowToggle()),
     h("div", { class: "grid2" },
       panel("Inputs", table(["Component", "Stream", "Grouping", "#Executed", "#Execute latency", "#Acked", "#Failed"],
