@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from polling import wait_for
 
+from cluster.records import component_progress
 from topology import Bolt, Spout, TopologyBuilder
 from topology.local import LocalCluster
 from topology.windowing import Duration, WindowedBolt
@@ -77,6 +78,9 @@ def test_a_silent_input_task_stops_holding_the_watermark_after_the_idle_timeout(
                                if s["watermark"] == 15.0], 10, "the watermark in a heartbeat")
     assert status == [{"spec": "tumbling 10 s, event time on ts, lag 0 s, idle after 300 ms",
                        "watermark": 15.0, "late": 0}]
+    # ... as the REST API and the dashboard read it (cluster.records)
+    progress = component_progress(cluster.status("idle")["workers"].values())
+    assert progress["w"]["windowing"] == {**status[0], "tasks": 1}
 
 
 class Numbered(Spout):
