@@ -25,6 +25,8 @@ from topology.component import Bolt, Spout, declared_streams
 from topology.errors import TopologyError
 from topology.model import ComponentSpec, CustomGrouping, Grouping, Topology
 from topology.state.plan import prepare_checkpoints
+from topology.windowing import WindowedBolt, fold_methods, spec_problems
+from topology.windowing.spec import DEFAULT_MESSAGE_TIMEOUT_SECS, WINDOW_SOURCES
 
 MAX_NAME_CHARS = 100
 MAX_WORKERS = 256
@@ -158,6 +160,7 @@ class TopologyBuilder:
             problems += prepare_checkpoints(topology)  # stateful bolts: topology.state.plan
         if problems:
             raise TopologyError(f"topology {self.name!r}: " + "; ".join(problems))
+        _record_window_sources(topology)
         return topology
 
 
@@ -174,6 +177,7 @@ def validate(topology: Topology) -> list[str]:
         problems += _check_inputs(spec, topology.components)
     problems += _check_cycles(topology)
     problems += _check_config(topology.config, "topology config")
+    problems += _check_windows(topology)
     if not problems:
         problems += task_count_problems(topology)
     return problems
@@ -262,6 +266,40 @@ def _check_inputs(spec: ComponentSpec, components: Mapping[str, ComponentSpec]) 
         if g.kind == "custom" and not isinstance(g.custom, CustomGrouping):
             problems.append(f"{where}: custom grouping must be a topology.CustomGrouping")
     return problems
+
+
+def _check_windows(topology: Topology) -> list[str]:
+    """The settings of every windowed bolt, against its streams and the message timeout."""
+    timeout = topology.config.get("topology.message.timeout.secs", DEFAULT_MESSAGE_TIMEOUT_SECS)
+    if _check_config({"topology.message.timeout.secs": timeout}, ""):
+        timeout = None  # a bad value is reported once, by _check_config
+    problems: list[str] = []
+    for spec in topology.bolts():
+        cls = spec.obj if isinstance(spec.obj, type) else type(spec.obj)
+        if not issubclass(cls, WindowedBolt):
+            continue
+        try:
+            bolt = spec.make_instance() if isinstance(spec.obj, type) else spec.obj
+        except Exception as e:  # user code: say which bolt, keep validating the rest
+            problems.append(f"windowed bolt {spec.id!r}: creating it to read its window "
+                            f"raised {type(e).__name__}: {e}")
+            continue
+        sources = topology.components
+        inputs = {(g.source, g.stream): sources[g.source].outputs[g.stream]
+                  for g in spec.inputs
+                  if g.source in sources and g.stream in sources[g.source].outputs}
+        problems += spec_problems(spec.id, bolt.window_spec, fold_methods=fold_methods(bolt),
+                                  outputs=spec.outputs, inputs=inputs, timeout_secs=timeout)
+    return problems
+
+
+def _record_window_sources(topology: Topology) -> None:
+    """Tell each windowed bolt's tasks which components feed it (in its component config): an
+    event-time window waits for every task of those before its watermark moves."""
+    for spec in topology.bolts():
+        cls = spec.obj if isinstance(spec.obj, type) else type(spec.obj)
+        if issubclass(cls, WindowedBolt):
+            spec.config[WINDOW_SOURCES] = sorted({g.source for g in spec.inputs})
 
 
 def _check_cycles(topology: Topology) -> list[str]:

@@ -1,7 +1,20 @@
-"""`complete_topology`: run a topology on fixed input and collect everything it emitted."""
+"""`complete_topology`: run a topology on fixed input and collect everything it emitted.
+
+Windowed bolts hold their tuples' acks until their windows fire, so a topology with windows
+never settles by itself on finite input: once every mocked tuple was emitted and the
+topology is quiet (nothing queued, nothing emitted for a while), `complete_topology`
+*flushes* it, a final watermark that fires every open window (DESIGN §7), then waits for the
+mocked tuples to be acked as usual; once more for each further windowed bolt, since in a
+chain of windows what one flush makes the first emit waits in the next. The flush reaches
+the windowed tasks through a file named by `FLUSH_FILE_KEY` in the topology config, which
+they watch in testing mode: the worker's own {"type": "flush"} from its parent has no
+sender in LocalCluster yet.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,6 +24,7 @@ from topology.errors import TopologyError
 from topology.model import ComponentSpec, Topology
 
 QUIET_SECS = 0.3  # how long the emitted counts must stay still once every tuple is settled
+FLUSH_FILE_KEY = "topology.testing.flush.file"  # holds the number of flushes asked for
 
 
 class FeederSpout(Spout):
@@ -50,7 +64,6 @@ def complete_topology(
 ) -> CompleteResult:
     """Run `topology` with its named spouts replaced by feeders of `mock_sources`, wait until
     every mocked tuple is acked or failed, and return what every component emitted."""
-    from topology.local import LocalCluster
 
     mock_sources = dict(mock_sources or {})
     components = dict(topology.components)
@@ -64,40 +77,96 @@ def complete_topology(
                                         dict(spec.config), dict(spec.outputs), [])
         expected += len(tuples)
     mocked = Topology(topology.name, components, dict(topology.config))
+    return run_to_completion(mocked, set(mock_sources), expected, timeout, config)
+
+
+def run_to_completion(topology: Topology, spouts: set[str], expected: int,
+                      timeout: float = 60.0,
+                      config: Mapping[str, Any] | None = None) -> CompleteResult:
+    """Run `topology` in a LocalCluster until its `spouts` (which must stop emitting) have had
+    `expected` tuples acked or failed, flushing windows on the way as complete_topology does;
+    return what every component emitted and the spouts' outcomes."""
+    from topology.local import LocalCluster
+
     conf = {"topology.testing.capture": True, "worker.heartbeat.frequency.secs": 0.05,
             **dict(config or {})}
-    with LocalCluster() as cluster:
-        cluster.submit(mocked, config=conf)
+    with tempfile.TemporaryDirectory(prefix="squall-flush-") as tmp, LocalCluster() as cluster:
+        windowed = _windowed(topology)
+        flush = _Flush(os.path.join(tmp, "flush"), windowed) if windowed else None
+        if flush is not None:
+            conf[FLUSH_FILE_KEY] = flush.path
+        cluster.submit(topology, config=conf)
         cluster.wait_running(topology.name, timeout)
         deadline = time.monotonic() + timeout
-        _wait_settled(cluster, topology.name, set(mock_sources), expected, deadline)
+        _wait_settled(cluster, topology.name, spouts, expected, deadline, flush)
         dumps = cluster.request_dumps(topology.name)
-    return _collect(dumps, set(mock_sources))
+    return _collect(dumps, spouts)
 
 
-def _spout_totals(status: dict[str, Any], mocked: set[str]) -> tuple[int, int]:
-    done = emitted = 0
+def _windowed(topology: Topology) -> int:
+    """How many windowed bolts `topology` has."""
+    from topology.windowing import WindowedBolt
+
+    return sum(issubclass(s.obj if isinstance(s.obj, type) else type(s.obj), WindowedBolt)
+               for s in topology.bolts())
+
+
+class _Flush:
+    """Asks the windowed tasks to flush: they poll `path` for a larger number. One round per
+    windowed bolt at most: in a chain, what one flush makes the first window emit is held by
+    the next window until the next round."""
+
+    def __init__(self, path: str, rounds: int) -> None:
+        self.path = path
+        self.rounds = rounds
+        self.sent = 0
+
+    def send(self) -> None:
+        self.sent += 1
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as f:
+            f.write(str(self.sent))
+        os.replace(tmp, self.path)  # a reader sees the old number or the new, never half
+
+
+def read_flushes(path: str) -> int:
+    """How many flushes the file at `path` asks for (0 if there is none yet)."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _spout_totals(status: dict[str, Any], mocked: set[str]) -> tuple[int, int, int]:
+    """(mocked tuples acked or failed, tuples emitted by all, tuples emitted by the mocks)."""
+    done = emitted = fed = 0
     for hb in status["workers"].values():
         for e in hb.get("executors", ()):
             emitted += sum(e["emitted"].values())
             if e["type"] == "spout" and e["component"] in mocked:
                 done += e["acked"] + e["failed"]
-    return done, emitted
+                fed += sum(e["emitted"].values())
+    return done, emitted, fed
 
 
 def _wait_settled(cluster: Any, name: str, mocked: set[str], expected: int,
-                  deadline: float) -> None:
+                  deadline: float, flush: _Flush | None = None) -> None:
     last: tuple[int, int] | None = None
     still_since = time.monotonic()
     while True:
         status = cluster.status(name)
-        done, emitted = _spout_totals(status, mocked)
+        done, emitted, fed = _spout_totals(status, mocked)
         queued = sum(hb.get("queued", 0) for hb in status["workers"].values())
         now = time.monotonic()
         if (done, emitted) != last or queued:
             last, still_since = (done, emitted), now
-        elif done >= expected and now - still_since >= QUIET_SECS:
-            return
+        elif now - still_since >= QUIET_SECS:
+            if done >= expected:
+                return
+            if flush is not None and flush.sent < flush.rounds and fed >= expected:
+                flush.send()  # all fed, all quiet, windows hold the rest: a final watermark
+                still_since = now
         if now > deadline:
             raise TimeoutError(
                 f"complete_topology {name!r}: {done} of {expected} mocked tuples settled "
