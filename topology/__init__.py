@@ -1,5 +1,6 @@
-"""Squall's user API: spouts, bolts, tuples, the topology builder, local mode, and stateful
-bolts (topology.state)."""
+"""Squall's user API: spouts, bolts, tuples, the topology builder, local mode, metrics,
+windows (topology.windowing), state (topology.state) and multilang components
+(topology.multilang). Sketches live in topology.sketches (imported on demand)."""
 
 from topology.builder import BoltDeclarer, TopologyBuilder
 from topology.component import Bolt, Spout
@@ -10,14 +11,17 @@ from topology.model import CustomGrouping, Topology
 from topology.multilang import ShellBolt, ShellSpout
 from topology.state import CommitterBolt, KeyValueState, StatefulBolt
 from topology.tuple import Tuple
+from topology.windowing import Count, Duration, Window, WindowedBolt
 
 __all__ = [
     "Bolt",
     "BoltDeclarer",
     "CommitterBolt",
+    "Count",
     "CountMetric",
     "ConfigError",
     "CustomGrouping",
+    "Duration",
     "GaugeMetric",
     "HistogramMetric",
     "KeyValueState",
@@ -32,4 +36,6 @@ __all__ = [
     "TopologyContext",
     "TopologyError",
     "Tuple",
+    "Window",
+    "WindowedBolt",
 ]
