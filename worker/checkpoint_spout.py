@@ -50,7 +50,7 @@ class EpochSpoutCollector(SpoutCollector):
             rows.append(values)
             rows.append((root, edge))
         self.outbox.inits.append((root, xor, self.task))
-        self.pending[root] = (msg_id, self.now)
+        self.pending[root] = (msg_id, self.now, route.stream)
         self.ledger.emitted()  # one call per tree: the cost of the epoch count
         route.emitted += 1
         self.emits += 1
@@ -147,7 +147,7 @@ class CheckpointSpoutExecutor(SpoutExecutor):
                 self.spout.committed(self.ledger.committed_position)
 
     def _recover(self, msg: Recover, recovering: bool, now: float) -> None:
-        in_flight = [msg_id for msg_id, _ in self.pending.values()]
+        in_flight = [entry[0] for entry in self.pending.values()]
         out = self.ledger.recover(msg, in_flight)
         if out.rollback:
             self.pending.clear()
@@ -169,6 +169,7 @@ class CheckpointSpoutExecutor(SpoutExecutor):
     def outcomes(self, acked: Sequence[int], failed: Sequence[int], now: float) -> None:
         pop = self.pending.pop
         latency = self.stats.complete_latency
+        per_stream = self.stats.latency_streams  # its counts are the acked trees
         for root in acked:
             entry = pop(root, None)
             if entry is None:
@@ -176,25 +177,32 @@ class CheckpointSpoutExecutor(SpoutExecutor):
             took = now - entry[1]
             if took < self.timeout:
                 latency.add(took)
+                pair = per_stream.setdefault(entry[2], [0.0, 0])
+                pair[0] += took
+                pair[1] += 1
                 self._completed(root, entry[0])
             else:
                 self.stats.timed_out += 1
+                self.stats.failed_on(entry[2])
                 self._failed(root, entry[0], "a tuple tree completed after its timeout")
         for root in failed:
             entry = pop(root, None)
             if entry is not None:
+                self.stats.failed_on(entry[2])
                 self._failed(root, entry[0], "a tuple failed")
 
     def expire(self, now: float) -> None:
         cutoff = now - self.timeout
         late = []
-        for root, (_, emitted_at) in self.pending.items():
-            if emitted_at > cutoff:
+        for root, entry in self.pending.items():
+            if entry[1] > cutoff:
                 break
             late.append(root)
         for root in late:
+            msg_id, _, stream = self.pending.pop(root)
             self.stats.timed_out += 1
-            self._failed(root, self.pending.pop(root)[0], "a tuple timed out")
+            self.stats.failed_on(stream)
+            self._failed(root, msg_id, "a tuple timed out")
 
     def _completed(self, root: int, msg_id: Any) -> None:
         done = self.ledger.completed(root, msg_id)

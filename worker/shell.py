@@ -296,7 +296,8 @@ class ShellSpoutExecutor(SpoutExecutor):
         collector = self.collector
         if collector.instant:  # reliable emits that nothing tracks: complete at once
             done, collector.instant = collector.instant, []
-            for msg_id in done:
+            for msg_id, stream in done:
+                self.stats.acked_on(stream)
                 self.tree_acked(msg_id)
 
     def deliver_ack(self, msg_id: Any) -> None:

@@ -139,7 +139,7 @@ class WindowedBoltExecutor(BoltExecutor):
         self.event_time = self.spec.event_time
         self.fold = Fold.of(bolt) if len(fold_methods(bolt)) == 3 else None
         sources = env.conf.get(WINDOW_SOURCES) or ()
-        self.inputs = [t for c in sources for t in (env.context.component_tasks(c)
+        self.input_tasks = [t for c in sources for t in (env.context.component_tasks(c)
                                                     if env.context is not None else ())]
         self.manager = self._engine()
         self._out = self.manager.pending  # the engine's Step being filled
@@ -168,7 +168,7 @@ class WindowedBoltExecutor(BoltExecutor):
             self.flush(now)
 
     def _engine(self) -> WindowManager:
-        return WindowManager(self.spec, input_tasks=self.inputs, now=time.monotonic(),
+        return WindowManager(self.spec, input_tasks=self.input_tasks, now=time.monotonic(),
                              fold=self.fold, bag=RootXor if self.fold is not None else TupleBag)
 
     def flush(self, now: float) -> None:
