@@ -7,6 +7,9 @@ assignments read, a stop, a dump request) wakes it at once instead of at its nex
 `LocalCluster.request_dumps`). The control socket belongs to the loop thread, so a caller
 queues its request and waits; the loop sends `{"type": "dump"}` to each worker and hands the
 answers back.
+
+`Broadcasts`: messages for every worker of a topology that need no answer (the
+`{"type": "flush"}` of `LocalCluster.flush`), queued by any thread, sent by the loop.
 """
 
 from __future__ import annotations
@@ -111,3 +114,28 @@ class DumpRequests:
             for req in self._requests:
                 req.ports = []
                 req.done.set()
+
+
+class Broadcasts:
+    """Messages for every worker of a topology, queued by any thread (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+
+    def post(self, topology_id: str, message: dict[str, Any], wake: Callable[[], None]) -> None:
+        with self._lock:
+            self._pending.append((topology_id, message))
+        wake()
+
+    def send_pending(self, server: ControlServer, ports_of: Callable[[str], list[int]],
+                     host: str) -> int:
+        """(The loop thread.) Send what was posted; return how many messages went out."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        sent = 0
+        for topology_id, message in pending:
+            for port in ports_of(topology_id):
+                server.send(f"{host}:{port}", message)
+                sent += 1
+        return sent

@@ -49,7 +49,7 @@ from cluster import logsink
 from cluster.config import require_secret_off_loopback
 from cluster.logfiles import remove_old_logs
 from cluster.state import ClusterState, open_state
-from supervisor.control import DumpRequests, Waker
+from supervisor.control import Broadcasts, DumpRequests, Waker
 from supervisor.home import SupervisorError, bind_control, load_id, lock_home
 from supervisor.logviewer import LogViewer
 from supervisor.procs import WorkerRecords
@@ -139,6 +139,7 @@ class Supervisor:
             float(config["supervisor.worker.start.timeout.secs"]),
             float(config["supervisor.worker.stop.timeout.secs"])))
         self.dumps = DumpRequests()
+        self.broadcasts = Broadcasts()
         self._stop_requested = False
         self._generation = -1
         self._checked = -1  # the last generation of wants acted on
@@ -216,6 +217,7 @@ class Supervisor:
                 for worker, message in self._server.poll(0):
                     self._on_message(worker, message, wanted, now)
                 self.dumps.send_pending(self._server, self.workers.ports_of, self.host)
+                self.broadcasts.send_pending(self._server, self.workers.ports_of, self.host)
                 if now >= next_beat:
                     next_beat = now + self.beat_every
                     self._sync.offer_beat(self._beat())
@@ -268,6 +270,12 @@ class Supervisor:
         """Port -> what each worker of `topology_id` captured (testing mode)."""
         assert self._waker is not None, "start() first"
         return self.dumps.request(topology_id, timeout, self._waker.wake)
+
+    def flush(self, topology_id: str) -> None:
+        """Tell every worker of `topology_id` that the input is over ({"type": "flush"}:
+        windows fire what they hold). Testing mode; returns once the message is queued."""
+        assert self._waker is not None, "start() first"
+        self.broadcasts.post(topology_id, {"type": "flush"}, self._waker.wake)
 
     @property
     def control_endpoint(self) -> str:

@@ -236,6 +236,12 @@ class LocalCluster:
         """Ask every worker for what it captured (testing mode) and wait for the answers."""
         return self._supervisor.request_dumps(self._get(name)["id"], timeout)
 
+    def flush(self, name: str) -> None:
+        """Tell the topology's workers that the input is over: every windowed bolt fires
+        what its windows hold, as at a final watermark (complete_topology does this once
+        the mocked input is consumed). Returns once the message is on its way."""
+        self._supervisor.flush(self._get(name)["id"])
+
     def shutdown(self) -> None:
         """Stop every topology's workers and the cluster. Safe to call twice."""
         with self._lock:

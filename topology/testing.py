@@ -5,16 +5,12 @@ never settles by itself on finite input: once every mocked tuple was emitted and
 topology is quiet (nothing queued, nothing emitted for a while), `complete_topology`
 *flushes* it, a final watermark that fires every open window (DESIGN §7), then waits for the
 mocked tuples to be acked as usual; once more for each further windowed bolt, since in a
-chain of windows what one flush makes the first emit waits in the next. The flush reaches
-the windowed tasks through a file named by `FLUSH_FILE_KEY` in the topology config, which
-they watch in testing mode: the worker's own {"type": "flush"} from its parent has no
-sender in LocalCluster yet.
+chain of windows what one flush makes the first emit waits in the next. The flush is
+`LocalCluster.flush`: the supervisor sends {"type": "flush"} to every worker of the topology.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,7 +20,6 @@ from topology.errors import TopologyError
 from topology.model import ComponentSpec, Topology
 
 QUIET_SECS = 0.3  # how long the emitted counts must stay still once every tuple is settled
-FLUSH_FILE_KEY = "topology.testing.flush.file"  # holds the number of flushes asked for
 
 
 class FeederSpout(Spout):
@@ -90,11 +85,9 @@ def run_to_completion(topology: Topology, spouts: set[str], expected: int,
 
     conf = {"topology.testing.capture": True, "worker.heartbeat.frequency.secs": 0.05,
             **dict(config or {})}
-    with tempfile.TemporaryDirectory(prefix="squall-flush-") as tmp, LocalCluster() as cluster:
+    with LocalCluster() as cluster:
         windowed = _windowed(topology)
-        flush = _Flush(os.path.join(tmp, "flush"), windowed) if windowed else None
-        if flush is not None:
-            conf[FLUSH_FILE_KEY] = flush.path
+        flush = _Flush(cluster, topology.name, windowed) if windowed else None
         cluster.submit(topology, config=conf)
         cluster.wait_running(topology.name, timeout)
         deadline = time.monotonic() + timeout
@@ -112,30 +105,18 @@ def _windowed(topology: Topology) -> int:
 
 
 class _Flush:
-    """Asks the windowed tasks to flush: they poll `path` for a larger number. One round per
-    windowed bolt at most: in a chain, what one flush makes the first window emit is held by
-    the next window until the next round."""
+    """Flushes the topology's workers, one round per windowed bolt at most: in a chain, what
+    one flush makes the first window emit is held by the next window until the next round."""
 
-    def __init__(self, path: str, rounds: int) -> None:
-        self.path = path
+    def __init__(self, cluster: Any, name: str, rounds: int) -> None:
+        self.cluster = cluster
+        self.name = name
         self.rounds = rounds
         self.sent = 0
 
     def send(self) -> None:
         self.sent += 1
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            f.write(str(self.sent))
-        os.replace(tmp, self.path)  # a reader sees the old number or the new, never half
-
-
-def read_flushes(path: str) -> int:
-    """How many flushes the file at `path` asks for (0 if there is none yet)."""
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
+        self.cluster.flush(self.name)
 
 
 def _spout_totals(status: dict[str, Any], mocked: set[str]) -> tuple[int, int, int]:

@@ -33,7 +33,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from topology.testing import FLUSH_FILE_KEY, read_flushes
 from topology.tuple import Tuple
 from topology.windowing import Fold, Step, Window, WindowManager, fold_methods
 from topology.windowing.spec import WINDOW_SOURCES
@@ -42,7 +41,6 @@ from worker.schedule import Timer
 
 log = logging.getLogger(__name__)
 
-FLUSH_POLL_SECS = 0.05
 
 
 class RootXor:
@@ -147,7 +145,6 @@ class WindowedBoltExecutor(BoltExecutor):
         self._timer_due: float | None = None  # wall clock, processing time only
         self.windows_fired = 0
         self.flushes = 0
-        self._flush_file = ""
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -157,15 +154,6 @@ class WindowedBoltExecutor(BoltExecutor):
             every = self.spec.watermark_secs
             self.services.schedule.every(every, self._on_watermark, 0.0,
                                          f"{self.component}:{self.task} watermark")
-        flush_file = self.conf.get(FLUSH_FILE_KEY)
-        if flush_file:  # complete_topology's end of input (see topology.testing)
-            self._flush_file = str(flush_file)
-            self.services.schedule.every(FLUSH_POLL_SECS, self._poll_flush_file, 0.0,
-                                         f"{self.component}:{self.task} flush file")
-
-    def _poll_flush_file(self, now: float) -> None:
-        if read_flushes(self._flush_file) > self.flushes:
-            self.flush(now)
 
     def _engine(self) -> WindowManager:
         return WindowManager(self.spec, input_tasks=self.input_tasks, now=time.monotonic(),
