@@ -8,13 +8,15 @@ counters over the last 10 minutes (worker.stats.Windows). Heartbeats are externa
 a malformed executor is skipped, and keys it does not know are kept and written back by
 `to_dict`, so records round-trip.
 
-Keys a snapshot may carry beyond what worker.stats writes today (absent means 0):
+Keys a snapshot carries when they have something to say (absent means 0 or empty):
 
     acked_streams, failed_streams   spout: {stream: n} per output stream
                                     bolt:  {component: {stream: n}} per input stream
     latency_streams                 spout: {stream: {"total": s, "count": n}} complete latency
                                     bolt:  {component: {stream: {...}}} execute latency
-    execute_latency                 histogram of process()/next_tuple() times (seconds)
+    execute_latency                 histogram of process()/next_tuple() times (seconds;
+                                    a bolt's is timed per run of tuples from one stream,
+                                    each tuple counting the run's mean)
     metrics                         {name: {"type": "counter"|"gauge", "value": x}} and
                                     {name: {"type": "histogram", "buckets", "count", "total"}}
 
