@@ -178,6 +178,19 @@ def test_a_pystorm_spout_gets_acks_and_fails_and_replays():
         assert shell["restarts"] == 0 and shell["pid"] is not None
 
 
+def test_a_pystorm_spout_without_ackers_gets_each_ack_with_its_own_id():
+    b = TopologyBuilder("ml-spout-unacked")
+    b.set_spout("numbers", ShellSpout([PYTHON, "numbers_spout.py"], outputs=["n"], cwd=ML))
+    b.set_bolt("sink", Sink()).shuffle_grouping("numbers")
+    topology = b.build(config={"topology.probe.limit": 20, "topology.acker.executors": 0})
+    with running(topology) as cluster:
+        acked, failed = wait_for(
+            lambda: len((o := outcomes(cluster, "ml-spout-unacked", "numbers"))[0]) >= 20 and o,
+            60, "every number acked")
+        assert acked == list(range(1, 21)) and failed == []  # complete at once, nothing tracks
+        assert cluster.status("ml-spout-unacked")["errors"] == []
+
+
 def test_node_components_written_to_storm_js():
     b = TopologyBuilder("ml-node")
     b.set_spout("sentences", ShellSpout(["node", "sentences.js"], outputs=["sentence"], cwd=ML))
