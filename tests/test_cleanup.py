@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -96,15 +98,18 @@ def test_workers_stop_when_the_cluster_exits() -> None:
 
 def test_workers_stop_when_the_block_raises() -> None:
     pids: dict[int, int] = {}
+    cluster = LocalCluster(FAST)
     try:
         with pytest.raises(RuntimeError, match="user code failed"):
-            with LocalCluster(FAST) as cluster:
+            with cluster:
                 pids = start(cluster, "raising")
                 raise RuntimeError("user code failed")
         assert [p for p in pids.values() if alive(p)] == []
         assert all(port_is_free(port) for port in pids)
+        assert os.path.isdir(cluster.logs_dir)  # a failed run keeps its logs
     finally:
         kill_leftovers(pids.values())
+        shutil.rmtree(cluster.dir, ignore_errors=True)
 
 
 def test_kill_stops_only_that_topology() -> None:
@@ -147,9 +152,11 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_workers_stop_when_the_parent_is_killed() -> None:
+def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    # The killed cluster cannot remove its directory: it goes under tmp_path, not /tmp.
     child = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=str(TESTS))],
-                             stdout=subprocess.PIPE, text=True, cwd=TESTS.parent)
+                             stdout=subprocess.PIPE, text=True, cwd=TESTS.parent,
+                             env={**os.environ, "TMPDIR": str(tmp_path)})
     pids: list[int] = []
     try:
         assert child.stdout is not None
