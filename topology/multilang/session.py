@@ -117,6 +117,34 @@ class _Session:
         else:
             self.metrics[name] = params
 
+    def _parse_emit(self, sink: Sink, msg: dict[str, Any]
+                    ) -> tuple[list[Any], str, int | None] | None:
+        """(values, stream, direct task or None) of an emit message, or None when it is
+        malformed (reported and answered by _bad_emit)."""
+        values = msg.get("tuple")
+        stream = msg.get("stream")
+        if stream is None:
+            stream = "default"
+        task = msg.get("task")
+        if type(values) is not list or type(stream) is not str or (
+                task is not None and type(task) is not int):
+            self._bad_emit(sink, msg)
+            return None
+        return values, stream, task or None  # Storm: task 0 means "not direct"
+
+    def _send(self, sink: Any, msg: dict[str, Any], stream: str, values: list[Any],
+              tracking: Any, task: int | None) -> None:
+        """Emit through the sink (`tracking`: a bolt's anchor handles, a spout's msg id) and
+        answer the task ids the component waits for."""
+        try:
+            targets = sink.emit(stream, values, tracking, task)
+        except Exception as e:  # a bad stream or field count: the component's bug, reported
+            sink.error(f"emit on stream {stream!r} refused: {e}")
+            targets = []
+        self.emitted += 1
+        if task is None and msg.get("need_task_ids") is not False:
+            self.out.append(encode_task_ids(targets))
+
     def _bad_emit(self, sink: Sink, msg: dict[str, Any]) -> None:
         """An emit without a list `tuple`, a string `stream` or an integer `task`: report it,
         and answer it if the component waits for task ids, so the stream stays in step."""
@@ -209,17 +237,10 @@ class BoltSession(_Session):
 
     def _emit(self, msg: dict[str, Any]) -> None:
         sink = self.sink
-        values = msg.get("tuple")
-        stream = msg.get("stream")
-        if stream is None:
-            stream = "default"
-        task = msg.get("task")
-        if type(values) is not list or type(stream) is not str or (
-                task is not None and type(task) is not int):
-            self._bad_emit(sink, msg)
+        parsed = self._parse_emit(sink, msg)
+        if parsed is None:
             return
-        if task == 0:
-            task = None  # Storm: task 0 means "not direct"
+        values, stream, task = parsed
         anchors = msg.get("anchors")
         handles: list[Any] = []
         if anchors:
@@ -231,14 +252,7 @@ class BoltSession(_Session):
                                "flight (already acked or failed): emitted without that anchor")
                 else:
                     handles.append(handle)
-        try:
-            targets = sink.emit(stream, values, handles, task)
-        except Exception as e:  # a bad stream or field count: the component's bug, reported
-            sink.error(f"emit on stream {stream!r} refused: {e}")
-            targets = []
-        self.emitted += 1
-        if task is None and msg.get("need_task_ids") is not False:
-            self.out.append(encode_task_ids(targets))
+        self._send(sink, msg, stream, values, handles, task)
 
 
 class SpoutSession(_Session):
@@ -331,23 +345,9 @@ class SpoutSession(_Session):
 
     def _emit(self, msg: dict[str, Any]) -> None:
         sink = self.sink
-        values = msg.get("tuple")
-        stream = msg.get("stream")
-        if stream is None:
-            stream = "default"
-        task = msg.get("task")
-        if type(values) is not list or type(stream) is not str or (
-                task is not None and type(task) is not int):
-            self._bad_emit(sink, msg)
+        parsed = self._parse_emit(sink, msg)
+        if parsed is None:
             return
-        if task == 0:
-            task = None
-        try:
-            targets = sink.emit(stream, values, msg.get("id"), task)
-        except Exception as e:  # a bad stream or field count: the component's bug, reported
-            sink.error(f"emit on stream {stream!r} refused: {e}")
-            targets = []
-        self.emitted += 1
+        values, stream, task = parsed
+        self._send(sink, msg, stream, values, msg.get("id"), task)
         self._emits += 1
-        if task is None and msg.get("need_task_ids") is not False:
-            self.out.append(encode_task_ids(targets))
