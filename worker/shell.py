@@ -27,6 +27,7 @@ from topology.multilang.handshake import component_conf, context_from_streams, s
 from topology.multilang.protocol import SYSTEM_TASK, TupleEncoder
 from topology.multilang.runner import BoltRunner, ShellRunner, SpoutRunner
 from topology.tuple import StreamInfo, Tuple
+from worker.collector import BoltCollector, SpoutCollector
 from worker.executor import BoltExecutor, LoopServices, SpoutExecutor, TaskEnv
 from worker.schedule import Timer
 
@@ -136,20 +137,12 @@ def _label(kind: str, env: TaskEnv) -> str:
 
 
 class _Reporter:
-    """Turns a runner's error texts into the task's reported errors."""
+    """What the bolt and spout sinks share: emits go through the component object's emit
+    methods (the collector's, or the wrappers topology.debug puts around them, bound at
+    open once the worker has put them there), and a runner's error texts become the task's
+    reported errors."""
 
-    executor: ShellBoltExecutor | ShellSpoutExecutor
-
-    def error(self, text: str) -> None:
-        ex = self.executor
-        ex.errors.report(ex.component, ex.task, "subprocess", ShellComponentError(text))
-
-
-class _BoltSink(_Reporter):
-    """Emits go through the bolt object's emit methods: the collector's, or the wrappers
-    topology.debug puts around them (bound at open, once the worker has put them there)."""
-
-    def __init__(self, executor: ShellBoltExecutor) -> None:
+    def __init__(self, executor: ShellBoltExecutor | ShellSpoutExecutor) -> None:
         self.executor = executor
         self.collector = executor.collector
         self._emit = self.collector.emit
@@ -158,6 +151,14 @@ class _BoltSink(_Reporter):
     def bind(self, obj: Any) -> None:
         self._emit = obj.emit
         self._emit_direct = obj.emit_direct
+
+    def error(self, text: str) -> None:
+        ex = self.executor
+        ex.errors.report(ex.component, ex.task, "subprocess", ShellComponentError(text))
+
+
+class _BoltSink(_Reporter):
+    collector: BoltCollector
 
     def emit(self, stream: str, values: list[Any], anchors: list[Any],
              task: int | None) -> list[int]:
@@ -182,15 +183,8 @@ class _BoltSink(_Reporter):
 
 
 class _SpoutSink(_Reporter):
-    def __init__(self, executor: ShellSpoutExecutor) -> None:
-        self.executor = executor
-        self.collector = executor.collector
-        self._emit = self.collector.emit
-        self._emit_direct = self.collector.emit_direct
-
-    def bind(self, obj: Any) -> None:
-        self._emit = obj.emit
-        self._emit_direct = obj.emit_direct
+    executor: ShellSpoutExecutor
+    collector: SpoutCollector
 
     def emit(self, stream: str, values: list[Any], msg_id: Any, task: int | None) -> list[int]:
         self.collector.now = self.executor.runner.now  # the emit time of a tracked tuple
