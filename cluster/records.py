@@ -75,12 +75,15 @@ class Histogram:
     count: int = 0
     total: float = 0.0
 
-    def add(self, value: float) -> None:
+    def add(self, value: float, n: int = 1) -> None:
+        """Count `value` `n` times (a run of tuples timed together counts its mean per tuple)."""
+        if n <= 0:
+            return
         micros = value * 1e6
         b = int(math.log2(micros) * 8) if micros > 1.0 else 0
-        self.buckets[b] = self.buckets.get(b, 0) + 1
-        self.count += 1
-        self.total += value
+        self.buckets[b] = self.buckets.get(b, 0) + n
+        self.count += n
+        self.total += value * n
 
     @staticmethod
     def upper_edge(bucket: int) -> float:

@@ -19,7 +19,7 @@ from topology import Bolt, Spout, TopologyBuilder
 from topology.context import CountMetric, GaugeMetric, HistogramMetric, TopologyContext
 from topology.errors import TopologyError
 from topology.model import Topology
-from worker.stats import Histogram, add_many
+from worker.stats import Histogram
 
 
 def heartbeats(cluster: InProcess) -> list[dict[str, Any]]:
@@ -264,12 +264,12 @@ def test_a_histogram_metric_takes_finite_numbers_only() -> None:
     assert h.report()["count"] == 1 and h.report()["total"] == 0.25
 
 
-def test_add_many_is_add_repeated() -> None:
+def test_adding_a_value_n_times_is_adding_it_repeatedly() -> None:
     one, many = Histogram(), Histogram()
     for value in (0.0, 3e-7, 2e-6, 0.0123, 4.5):
         for _ in range(7):
             one.add(value)
-        add_many(many, value, 7)
-    add_many(many, 1.0, 0)
+        many.add(value, 7)
+    many.add(1.0, 0)
     assert many.buckets == one.buckets and many.count == one.count
     assert many.total == pytest.approx(one.total)

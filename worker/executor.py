@@ -48,7 +48,7 @@ from worker.collector import BoltCollector, SpoutCollector
 from worker.errors import ErrorLog
 from worker.routing import Route
 from worker.schedule import Schedule
-from worker.stats import ExecutorStats, InputCounts, add_many, spout_figures
+from worker.stats import ExecutorStats, InputCounts, spout_figures
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class SpoutExecutor(Executor):
         stats = self.stats
         stats.execute_time += took
         if made:
-            add_many(stats.execute_latency, took / made, made)
+            stats.execute_latency.add(took / made, made)
         if collector.instant:
             done, collector.instant = collector.instant, []
             for msg_id, stream in done:
@@ -359,7 +359,7 @@ class BoltExecutor(Executor):
                 queue.popleft()
         stats.execute_time += start - first
         if data:
-            add_many(stats.execute_latency, data_time / data, data)
+            stats.execute_latency.add(data_time / data, data)
         stats.executed += done
         return done
 

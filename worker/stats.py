@@ -15,26 +15,13 @@ is likewise the mean of a slice's calls.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from cluster.records import Histogram
 from topology.tuple import StreamInfo
 
-__all__ = ["ExecutorStats", "Histogram", "InputCounts", "Windows", "add_many", "spout_figures"]
-
-
-def add_many(histogram: Histogram, value: float, n: int) -> None:
-    """`histogram.add(value)` `n` times, in one step (cluster.records.Histogram's buckets)."""
-    if n <= 0:
-        return
-    micros = value * 1e6
-    b = int(math.log2(micros) * 8) if micros > 1.0 else 0
-    buckets = histogram.buckets
-    buckets[b] = buckets.get(b, 0) + n
-    histogram.count += n
-    histogram.total += value * n
+__all__ = ["ExecutorStats", "Histogram", "InputCounts", "Windows", "spout_figures"]
 
 
 def _by_stream(counts: dict[Any, Any], leaf: Any = None) -> dict[str, Any]:
