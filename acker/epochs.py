@@ -38,6 +38,8 @@ def unwrap(tag: int, near: int) -> int:
 def tuple_epoch(ids: Sequence[int], near: int) -> int | None:
     """The epoch of a tuple from its acker ids (root, edge, ...): the earliest of its roots'
     epochs, read near epoch `near`; None for an untracked tuple."""
+    if len(ids) == 2:  # one root: nearly every tuple
+        return near + (((ids[0] >> TAG_SHIFT) - near + _HALF) & TAG_MASK) - _HALF
     if not ids:
         return None
     return min(unwrap(ids[i] >> TAG_SHIFT, near) for i in range(0, len(ids), 2))
@@ -249,11 +251,18 @@ class TaskLedger:
 
     def admit(self, item: Any, ids: Sequence[int]) -> bool:
         """Classify and hold or drop: True if the caller should process `item` now."""
-        kind = self.classify(ids)
-        if kind == PROCESS:
+        if self.recovery is None:
+            self._unsorted.append((item, ids))
+            return False
+        epoch = tuple_epoch(ids, self.open)  # classify and hold, with one reading of the ids
+        if epoch is None or epoch == self.open:
             return True
-        if kind == HOLD:
-            self.hold(item, ids)
+        if epoch > self.open:
+            held = self._held.get(epoch)
+            if held is None:
+                self._held[epoch] = [item]
+            else:
+                held.append(item)
         else:
             self.dropped += 1
         return False

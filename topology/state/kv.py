@@ -8,7 +8,7 @@ rollback restores exactly those keys, whatever the size of the state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 
@@ -41,17 +41,17 @@ class KeyValueState(MutableMapping[Any, Any]):
     (`state[k] = v`): a stored object mutated in place is not seen as changed.
     """
 
-    __slots__ = ("_data", "_undo")
+    # `get` is the dict's own bound method, set per instance (a slot): a read then costs
+    # what a dict read costs, with no Python call around it.
+    __slots__ = ("_data", "_undo", "get")
 
     def __init__(self, data: Mapping[Any, Any] | None = None) -> None:
         self._data: dict[Any, Any] = dict(data) if data else {}
         self._undo: dict[Any, Any] = {}  # key -> value before this checkpoint (or _MISSING)
+        self.get: Callable[..., Any] = self._data.get
 
     def __getitem__(self, key: Any) -> Any:
         return self._data[key]
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self._data.get(key, default)
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
@@ -110,5 +110,6 @@ class KeyValueState(MutableMapping[Any, Any]):
 
     def _replace(self, data: Mapping[Any, Any]) -> None:
         """Become `data` (a restored state) with nothing to undo."""
-        self._data = dict(data)
+        self._data.clear()  # the same dict: `get` is bound to it
+        self._data.update(data)
         self._undo = {}
