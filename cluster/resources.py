@@ -19,11 +19,13 @@ filter as a second wall), and stops at MAX_FILES entries or MAX_UNPACKED_BYTES.
 
 from __future__ import annotations
 
+import gzip
 import io
 import logging
 import os
 import pickle
 import tarfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,6 +41,8 @@ ENVELOPE = "squall.code.envelope"
 MAX_FILES = 10_000  # entries (files and directories) in a shipped code directory
 MAX_UNPACKED_BYTES = 1 << 30  # what a supervisor unpacks at most, whatever the archive says
 SKIPPED_NAMES = frozenset({"__pycache__"})
+# What reading a broken archive raises (tarfile's data filter raises TarErrors too).
+CORRUPT = (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError)
 
 
 class ResourcesError(SquallError):
@@ -205,26 +209,28 @@ def check_archive(data: bytes, max_bytes: int = MAX_UNPACKED_BYTES,
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             check_members(tar, max_bytes, max_files)
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except CORRUPT as e:
         raise ResourcesError(f"the shipped code directory is not a tar.gz archive: {e}") from e
 
 
 def unpack(data: bytes, dest: Path, max_bytes: int = MAX_UNPACKED_BYTES,
            max_files: int = MAX_FILES) -> None:
-    """Unpack the tar.gz `data` into the new directory `dest` (which must not exist);
-    ResourcesError (and nothing left behind in `dest`'s place) when it must not be."""
+    """Unpack the tar.gz `data` into the new directory `dest` (which must not exist).
+    ResourcesError when the archive must not be unpacked (its content: nothing else will do);
+    OSError when this host cannot (a full disk: another try may succeed). Either way,
+    nothing is left in `dest`'s place."""
     dest.mkdir(mode=0o755)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             members = check_members(tar, max_bytes, max_files)
             tar.extractall(dest, members=members, filter="data")
-    except ResourcesError:
-        _remove_tree(dest)
-        raise
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except CORRUPT as e:
         _remove_tree(dest)
         raise ResourcesError(f"cannot unpack the shipped code directory into {dest}: "
                              f"{type(e).__name__}: {e}") from e
+    except BaseException:
+        _remove_tree(dest)
+        raise
 
 
 def _remove_tree(path: Path) -> None:

@@ -219,6 +219,11 @@ def test_an_oversized_archive_is_refused_at_the_member_over_the_bound(tmp_path: 
         check_archive(b"not an archive")
     with pytest.raises(ResourcesError, match="cannot unpack"):
         unpack(b"not an archive", tmp_path / "out")
+    cut = tar_of(("a", None, os.urandom(50_000)))[:-20_000]  # truncated in the middle
+    with pytest.raises(ResourcesError):
+        check_archive(cut)
+    with pytest.raises(ResourcesError, match="cannot unpack"):
+        unpack(cut, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
