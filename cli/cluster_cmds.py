@@ -1,7 +1,8 @@
 """`squall submit|list|status|kill|activate|deactivate|rebalance`: talk to nimbus.
 
 Each takes `--json` for machine output. `submit --requirements FILE` adds the file's PyPI
-requirements to `topology.requirements` (the supervisors build the environment).
+requirements to `topology.requirements` (the supervisors build the environment). A topology
+with shell components is submitted with its code directory (cluster.resources).
 `-c key=value` configures this client (nimbus.seeds, cluster.secret, ...); for `submit`,
 the `topology.*` and `worker.*` ones are also sent with the topology as its config overrides.
 `kill` and `rebalance` take Storm's `-w SECS`; `rebalance -t key=value` (or Storm's
@@ -132,8 +133,12 @@ def submit(args: argparse.Namespace) -> int:
     if args.requirements is not None:
         overrides["topology.requirements"] = requirements_of(topology.config, overrides,
                                                              args.requirements)
+    package: dict[str, Any] = {"topology": topology, "overrides": overrides}
+    resources = resources_of(topology, overrides, args.file, config)
+    if resources is not None:
+        package["resources"] = resources
     try:
-        blob = cloudpickle.dumps({"topology": topology, "overrides": overrides})
+        blob = cloudpickle.dumps(package)
     except Exception as e:  # the user's objects may not pickle
         raise SquallError(f"{args.file}: cannot pickle the topology: {type(e).__name__}: "
                           f"{e}") from e
@@ -149,6 +154,18 @@ def submit(args: argparse.Namespace) -> int:
     return _emit(args, reply, f"squall submit: submitted {reply['name']!r} as {reply['id']} "
                               f"({reply['num_workers']} workers, {reply['num_tasks']} tasks)"
                               + (", running" if args.wait else ""))
+
+
+def resources_of(topology: Any, overrides: dict[str, Any], path: str,
+                 config: Any) -> bytes | None:
+    """The code directory shipped with a topology that has shell components (a tar.gz,
+    cluster.resources), bounded by `nimbus.code.max.bytes`; None without shell components."""
+    from cluster.resources import code_dir_of, has_shell_components, pack
+
+    if not has_shell_components(topology):
+        return None
+    directory = code_dir_of(topology.config, overrides, path)
+    return pack(directory, int(config["nimbus.code.max.bytes"]))
 
 
 def requirements_of(conf: Any, overrides: dict[str, Any], path: str) -> list[str]:

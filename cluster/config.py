@@ -289,7 +289,8 @@ KEYS: dict[str, Key] = {
         Key("topology.multilang.spout.pipeline", 1, _int(1),
             "Commands a multilang spout subprocess may have outstanding (Storm: 1)."),
         Key("topology.code.dir", None, _optional(_text),
-            "Directory multilang commands run in (default: the topology file's directory).",
+            "Directory shipped with a topology that has multilang components, where their "
+            "commands run (relative: to the topology file; default: its directory).",
             text=True),
         Key("topology.state.checkpoint.interval.ms", 1000, _number(10),
             "How often a topology with stateful bolts checkpoints their state, in ms."),

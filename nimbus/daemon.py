@@ -224,12 +224,15 @@ class Nimbus:
     def submit(self, body: bytes, name: str | None, overrides: Mapping[str, Any],
                owner: str) -> dict[str, Any]:
         self._require_leader()
-        topology, package_overrides = sub.unpack(body)
-        return self.submit_topology(topology, name, {**package_overrides, **overrides}, owner)
+        topology, package_overrides, resources = sub.unpack(body)
+        return self.submit_topology(topology, name, {**package_overrides, **overrides}, owner,
+                                    resources)
 
     def submit_topology(self, topology: Topology, name: str | None,
-                        overrides: Mapping[str, Any], owner: str) -> dict[str, Any]:
-        """Validate, store (code signed) and schedule `topology`; its summary."""
+                        overrides: Mapping[str, Any], owner: str,
+                        resources: bytes | None = None) -> dict[str, Any]:
+        """Validate, store (code signed, with its `resources` archive) and schedule
+        `topology`; its summary."""
         self._require_leader()
         topology, conf = sub.prepare(topology, name, overrides, self.config)
         with self._lock:
@@ -240,7 +243,7 @@ class Nimbus:
                 raise Conflict(f"topology {topology.name!r} is already {what}")
             now = self.wall()
             tid = sub.topology_id(topology.name, now)
-            state.put_code(tid, sign_code(sub.code_blob(topology, conf),
+            state.put_code(tid, sign_code(sub.code_blob(topology, conf, resources),
                                           self.config["cluster.secret"]))
             meta = sub.make_meta(tid, topology, conf, TopologyStatus(ACTIVE), now, owner, 1)
             state.set_topology(tid, meta)

@@ -212,7 +212,8 @@ class Reconciler:
             code_version = int(meta.get("code_version", 1)) + 1
             changed = sub.make_meta(tid, topology, conf, new, meta["submitted"],
                                     meta.get("owner", ""), code_version)
-            state.put_code(tid, sign_code(sub.code_blob(topology, conf), self.secret))
+            state.put_code(tid, sign_code(sub.code_blob(topology, conf,
+                                                        package.get("resources")), self.secret))
             state.set_topology(tid, changed)
         except StateError as e:
             if not isinstance(e, RecordError):

@@ -2,9 +2,12 @@
 No I/O: the daemon reads the request and writes the results.
 
 A package is `cloudpickle.dumps({"topology": Topology, "overrides": {key: value}})` (a bare
-Topology is accepted too). The stored code blob is `cloudpickle.dumps({"topology": Topology,
-"conf": dict})`, the conf being nimbus's config with the topology's config and the overrides
-applied: exactly what `python -m worker` loads.
+Topology is accepted too), with `"resources": bytes` when the topology has shell components
+(its code directory as a tar.gz, cluster.resources). The stored code blob is
+`cloudpickle.dumps({"topology": Topology, "conf": dict})`, the conf being nimbus's config
+with the topology's config and the overrides applied: exactly what `python -m worker` loads.
+With resources, that blob and the archive go in an envelope (cluster.resources.wrap), which
+a supervisor can open without unpickling user code.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import cloudpickle
 from cluster.assignment import TopologyDemand
 from cluster.config import KEYS, USER_KEY_PREFIX, Config, near_miss
 from cluster.meta import topology_meta
+from cluster.resources import ResourcesError, check_archive, open_envelope, wrap
 from nimbus.lifecycle import TopologyStatus
 from nimbus.protocol import MAX_LOGGERS, BadRequest, check_count
 from topology.builder import (
@@ -52,25 +56,39 @@ FIXED_KEYS = {
 }
 
 
-def unpack(body: bytes) -> tuple[Topology, dict[str, Any]]:
-    """The topology and config overrides of a submitted package; BadRequest if malformed."""
+def unpack(body: bytes) -> tuple[Topology, dict[str, Any], bytes | None]:
+    """The topology, config overrides and resources archive (None: none shipped) of a
+    submitted package; BadRequest if malformed, or if the archive must not be unpacked."""
     try:
         package = cloudpickle.loads(body)
     except Exception as e:  # anything can go wrong unpickling: it is the user's code
         raise BadRequest(f"cannot unpickle the topology package: {type(e).__name__}: {e}") from e
     if isinstance(package, Topology):
-        return package, {}
+        return package, {}, None
     if not isinstance(package, dict) or not isinstance(package.get("topology"), Topology):
         raise BadRequest("the package is not {'topology': Topology, 'overrides': {...}}")
     overrides = package.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise BadRequest(f"package overrides must be a dict, got {type(overrides).__name__}")
-    return package["topology"], overrides
+    resources = package.get("resources")
+    if resources is not None:
+        if not isinstance(resources, bytes):
+            raise BadRequest(f"package resources must be bytes (a tar.gz), got "
+                             f"{type(resources).__name__}")
+        try:
+            check_archive(resources)
+        except ResourcesError as e:
+            raise BadRequest(str(e)) from e
+    return package["topology"], overrides, resources
 
 
 def unpack_code(blob: bytes) -> dict[str, Any]:
-    """A stored code blob: {"topology": Topology, "conf": dict}."""
-    package: dict[str, Any] = cloudpickle.loads(blob)
+    """A stored code blob: {"topology": Topology, "conf": dict}, and "resources" (bytes)
+    when it has them."""
+    envelope = open_envelope(blob)
+    package: dict[str, Any] = cloudpickle.loads(blob if envelope is None else envelope["code"])
+    if envelope is not None and envelope.get("resources") is not None:
+        package["resources"] = envelope["resources"]
     return package
 
 
@@ -130,8 +148,11 @@ def worker_conf(
     return conf
 
 
-def code_blob(topology: Topology, conf: dict[str, Any]) -> bytes:
-    return bytes(cloudpickle.dumps({"topology": topology, "conf": conf}))
+def code_blob(topology: Topology, conf: dict[str, Any], resources: bytes | None = None) -> bytes:
+    """The code blob nimbus signs and stores: the package a worker loads, enveloped with the
+    resources archive when there is one."""
+    code = bytes(cloudpickle.dumps({"topology": topology, "conf": conf}))
+    return code if resources is None else wrap(code, resources=resources)
 
 
 def make_meta(

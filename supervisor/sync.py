@@ -17,7 +17,11 @@ install is reported once as the topology's error ("__supervisor").
 Code runs only if nimbus signed it with the cluster secret (cluster.codesign): a package that
 is unsigned or signed with another secret is refused, reported as the topology's error
 ("__supervisor") and not fetched again for that code version. What is cached is the verified
-package, under a name of bounded length whatever the topology id.
+package, under a name of bounded length whatever the topology id. A package that ships its
+code directory (cluster.resources: a topology with shell components) has it unpacked once,
+after the signature is verified, into `{name}.resources` next to the cached file, which then
+names that directory instead of holding the archive; the worker runs its shell components
+there. Both go when the code is no longer used.
 
 The assignment message a worker gets also carries the loggers' levels set by `squall
 set-log-level` (nimbus puts them in the stored assignment, bumping its version).
@@ -32,6 +36,7 @@ import hashlib
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +46,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cluster.codesign import CodeSignatureError, verify_code
+from cluster.resources import ResourcesError, open_envelope, unpack, wrap
 from cluster.state import ClusterState, RecordError
 from supervisor.venvs import Environments
 from supervisor.wants import PortWant, Runtime, wanted_ports
@@ -57,6 +63,11 @@ def code_file_name(topology_id: str, code_version: str) -> str:
     the name stays short (file systems refuse names over 255 bytes) and unique."""
     digest = hashlib.sha256(f"{topology_id}\0{code_version}".encode()).hexdigest()[:16]
     return f"{quote(topology_id, safe='')[:READABLE_NAME_CHARS]}-{digest}.pkl"
+
+
+def resources_dir(code_path: Path) -> Path:
+    """Where the code directory shipped with the code cached at `code_path` is unpacked."""
+    return code_path.with_name(f"{code_path.stem}.resources")
 
 
 def with_log_levels(message: dict[str, Any], assignment: Any) -> dict[str, Any]:
@@ -272,12 +283,32 @@ class StateSync:
         except CodeSignatureError as e:
             self._refuse(topology_id, code_version, str(e))
             return None
+        try:
+            blob = self._unpack_resources(path, blob)
+        except ResourcesError as e:
+            self._refuse(topology_id, code_version, f"code of topology {topology_id}: {e}")
+            return None
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(blob)
         os.replace(tmp, path)  # atomic: a worker never reads half a package
         log.info("supervisor %s: fetched code of %s (version %r, %d bytes)", self.id,
                  topology_id, code_version, len(blob))
         return str(path)
+
+    def _unpack_resources(self, path: Path, blob: bytes) -> bytes:
+        """A verified package to cache at `path`: as it is, or, when it ships a code
+        directory, with that unpacked next to it (ResourcesError: it must not be) and named
+        in its place. The cached file is written after: where it exists, so does the
+        directory."""
+        envelope = open_envelope(blob)
+        if envelope is None or envelope.get("resources") is None:
+            return blob
+        target = resources_dir(path)
+        shutil.rmtree(target, ignore_errors=True)  # what an interrupted attempt left
+        unpack(envelope["resources"], target)
+        log.info("supervisor %s: unpacked the code directory of %s into %s", self.id,
+                 path.name, target)
+        return wrap(envelope["code"], code_dir=os.path.abspath(target))
 
     def _runtime(self, topology_id: str, code_version: str) -> Runtime | None:
         """What the topology's workers run with (None: not ready); its requirements are
@@ -312,6 +343,11 @@ class StateSync:
             if str(path) not in keep:
                 log.info("supervisor %s: removing unused code %s", self.id, path.name)
                 path.unlink(missing_ok=True)
+        for directory in self.code_dir.glob("*.resources"):
+            if str(directory.with_suffix(".pkl")) not in keep:
+                log.info("supervisor %s: removing unused code directory %s", self.id,
+                         directory.name)
+                shutil.rmtree(directory, ignore_errors=True)
 
     def _upload(self, now: float) -> None:
         with self._lock:

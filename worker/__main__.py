@@ -17,6 +17,7 @@ from typing import Any
 import cloudpickle
 
 from cluster import logsink
+from cluster.resources import CODE_DIR_KEY, open_envelope
 from worker.control import ControlClient
 from worker.executor import Executor
 from worker.parent import ParentLink
@@ -65,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     key = secret_key(secret)
     control = ControlClient(args.control, key, args.host, args.port)
     try:
-        with open(args.code, "rb") as f:
-            package = cloudpickle.load(f)
+        package = read_code(args.code)
         conf = package["conf"]
         link = make_link(control, conf, args)
         worker = Worker(package["topology"], conf, args.topology_id, args.host, args.port, key,
@@ -89,6 +89,25 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     return worker.run()
+
+
+def read_code(path: str) -> dict[str, Any]:
+    """The code package at `path`: {"topology", "conf"}. When the supervisor unpacked a
+    code directory shipped with it (cluster.resources), the conf names that directory as
+    `topology.code.dir`, where the shell components run."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    envelope = open_envelope(blob)
+    if envelope is None:
+        package: dict[str, Any] = cloudpickle.loads(blob)
+        return package
+    package = cloudpickle.loads(envelope["code"])
+    code_dir = envelope.get("code_dir")
+    if code_dir is not None:
+        if not os.path.isdir(code_dir):
+            raise FileNotFoundError(f"the topology's code directory {code_dir} is missing")
+        package["conf"] = {**package["conf"], CODE_DIR_KEY: code_dir}
+    return package
 
 
 _CALL_USER = Executor.call_user.__code__
