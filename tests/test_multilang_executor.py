@@ -5,12 +5,14 @@ reuse the old fd numbers), its timer follows the runner, and stopping leaves not
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Callable
 from typing import Any
 
 import psutil
 from multilang.harness import HERE, PYTHON
+from polling import wait_for
 
 from topology.multilang import ShellBolt, ShellSettings
 from topology.multilang.handshake import context_from_streams
@@ -56,7 +58,8 @@ def setup(pid_dir: str) -> dict[str, Any]:
 def spin(services: Services, drivers: list[RunnerDriver], pred: Callable[[], Any],
          timeout: float = 20.0) -> None:
     """Run the loop's part (timers, watched sources) until `pred`; check at every step that
-    the drivers watch exactly their runners' open pipes."""
+    the drivers watch exactly their runners' open pipes (none while snoozing after a small
+    read, with a timer to wake them)."""
     deadline = time.monotonic() + timeout
     while not pred():
         assert time.monotonic() < deadline, "condition not met"
@@ -64,7 +67,9 @@ def spin(services: Services, drivers: list[RunnerDriver], pred: Callable[[], Any
         for timer in services.schedule.pop_due(now):
             timer.callback(now)
         services.poll(10, time.monotonic())
-        assert sorted(services.watched) == sorted(fd for d in drivers for fd in d.runner.fds())
+        assert sorted(services.watched) == sorted(
+            fd for d in drivers if d.snooze is None for fd in d.runner.fds())
+        assert all(d.snooze is None or not d.snooze.cancelled for d in drivers)
         assert all(d.runner.stopped or d.timer is not None for d in drivers)
 
 
@@ -126,3 +131,38 @@ def test_stopping_one_driver_tells_every_subprocess_of_the_worker_to_stop_at_onc
         time.sleep(0.02)
     second.stop()
     assert services.watched == {} and not psutil.pid_exists(pid)
+
+
+def test_after_a_small_read_the_driver_snoozes_then_reads_what_came_meanwhile():
+    services = Services(NoTransport())  # type: ignore[arg-type]
+    sink = Recorder()
+    runner = BoltRunner(ShellBolt([PYTHON, "probe_bolt.py"], outputs=["value"], cwd=str(HERE)),
+                        "shell bolt 'probe' task 3", setup, sink, SETTINGS)
+    driver = RunnerDriver(runner, services, lambda now: None)
+    driver.start(time.monotonic())
+    encoder = TupleEncoder("src", "default")
+
+    def answered(command: str) -> None:
+        """Send `command` and wait until its answer is in the pipe, unread."""
+        runner.send(command, encoder, 1, [command])
+        runner.flush()
+        wait_for(lambda: select.select([runner.proc.stdout_fd], [], [], 0)[0], timeout=20)
+
+    try:
+        spin(services, [driver], lambda: runner.session.ready and driver.snooze is None)
+        answered("echo:x")
+        driver.readable(time.monotonic())  # a small read: the pipes rest for a moment
+        assert sink.acked == ["echo:x"]
+        assert driver.snooze is not None and services.watched == {}
+        answered("echo:y")
+        assert sink.acked == ["echo:x"]  # its answer waits in the pipe: nobody is watching
+        wait_for(lambda: services.schedule.next_due() <= time.monotonic(), timeout=5)
+        for timer in services.schedule.pop_due(time.monotonic()):
+            timer.callback(time.monotonic())
+        assert sink.acked == ["echo:x", "echo:y"]  # read at the wake-up
+        # Nothing more comes: the next wake-up reads nothing and watches the pipes again.
+        spin(services, [driver], lambda: driver.snooze is None)
+        assert sorted(services.watched) == sorted(runner.fds())
+    finally:
+        driver.stop()
+    assert services.watched == {} and len(services.schedule) == 0

@@ -64,6 +64,7 @@ class ShellProcess:
         self.env = dict(env)
         self.label = label  # who speaks in log lines: "shell bolt 'split' task 3"
         self.decoder = Decoder(max_message_bytes)
+        self.bytes_read = 0  # from stdout, in all
         self.popen: subprocess.Popen[bytes] | None = None
         self._wbuf = bytearray()
         self._err_partial = b""
@@ -230,6 +231,7 @@ class ShellProcess:
                 self.stdout_open = False
                 return messages, stray, True
             got += len(data)
+            self.bytes_read += len(data)
             m, s = self.decoder.feed(data)
             messages += m
             stray += s
