@@ -14,6 +14,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from topology.errors import SquallError
 
 END = b"end"
@@ -23,7 +25,16 @@ SYSTEM_TASK = -1
 STRAY_SHOWN = 4096  # characters of an over-long stray line kept for the log
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-_loads = json.loads
+
+
+def _loads(text: bytes) -> Any:
+    """JSON as Storm's components write it. orjson reads a message in half the time of the
+    standard library; what it refuses and Python's json reads (NaN, Infinity, integers
+    over 64 bits, which Python components can write) is read by the latter."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class ProtocolError(SquallError):
