@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,3 +292,27 @@ def test_the_directive_to_spouts_is_kept_apart_from_the_record(make: Any) -> Non
     provider.clear()
     assert make().read_control() is None
     assert again.read_control() is None
+
+
+def test_tasks_opening_a_new_sqlite_database_at_once_all_get_it(tmp_path: Path) -> None:
+    """Switching a new database to WAL answers "database is locked" at once, without the
+    busy timeout, to whoever races another connection doing it: a spout that got that error
+    once never took part in a checkpoint (the topology stalled at start-up)."""
+    def open_it(directory: str, barrier: threading.Barrier, errors: list[Exception]) -> None:
+        barrier.wait()
+        try:
+            SqliteProvider("t", directory).read_control()
+        except Exception as e:  # noqa: BLE001 - any failure is the test's finding
+            errors.append(e)
+
+    for round_ in range(100):
+        barrier = threading.Barrier(6)
+        errors: list[Exception] = []
+        threads = [threading.Thread(target=open_it, args=(str(tmp_path / str(round_)),
+                                                            barrier, errors))
+                   for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], f"round {round_}: {errors[0]}"

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +33,11 @@ from topology.state.providers import (
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+
+
+def _busy(e: sqlite3.OperationalError) -> bool:
+    text = str(e)
+    return "locked" in text or "busy" in text
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     component TEXT NOT NULL, task INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
@@ -129,19 +136,38 @@ class SqliteProvider(StateProvider):
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            try:
-                os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = NORMAL")
-                db.executescript(SCHEMA)
-            except (OSError, sqlite3.Error) as e:
-                raise StateError(f"topology {self.topology!r}: cannot open its state database "
-                                 f"{self.path}: {e}") from None
-            self._db = db
+            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+            while True:
+                try:
+                    self._db = self._open()
+                    break
+                except sqlite3.OperationalError as e:
+                    # Several tasks opening a new database at once: switching it to WAL
+                    # answers "locked" without waiting on the busy timeout. Try again.
+                    if not _busy(e) or time.monotonic() > deadline:
+                        raise self._cannot_open(e) from None
+                    time.sleep(random.uniform(0.005, 0.03))
+                except (OSError, sqlite3.Error) as e:
+                    raise self._cannot_open(e) from None
             log.debug("sqlite state %s: opened", self.path)
         return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _cannot_open(self, e: Exception) -> StateError:
+        return StateError(f"topology {self.topology!r}: cannot open its state database "
+                          f"{self.path}: {e}")
 
     @contextmanager
     def transaction(self, where: str, what: str,
