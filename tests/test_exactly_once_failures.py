@@ -185,3 +185,32 @@ def test_a_redis_stream_spout_replays_exactly_once_through_kill_9(
     finally:
         client.delete(stream)
         client.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_state_store_that_cannot_be_opened_at_start_is_tried_again(example: Any,
+                                                                     tmp_path: Path) -> None:
+    """Every task that cannot open its state store says so once and tries again: once it
+    can (here: a file stood where the sqlite directory goes), the topology checkpoints and
+    counts every line exactly once. Before, a task that failed to open stayed out of every
+    checkpoint and the topology never started."""
+    log_file, db = tmp_path / "input.log", tmp_path / "counts.sqlite3"
+    local = tmp_path / "local"
+    local.mkdir()
+    blocker = local / "state"  # where the sqlite provider makes its directory
+    blocker.write_text("not a directory")
+    topology = example.build(str(log_file), str(db))
+    with LocalCluster({"local.dir": str(local)}) as cluster:
+        cluster.submit(topology, config=CONF)
+        cluster.wait_running(topology.name, 60)
+        with Writer(log_file, lines=2_000) as writer:
+            errors = wait_for(lambda: [e for e in cluster.status(topology.name)["errors"]
+                                       if "cannot open its state database" in e["error"]],
+                              30, "the tasks saying they cannot open their state")
+            assert errors[0]["error"].startswith("StateError: topology 'exactly-once-count'")
+            assert totals(db) == {}
+            blocker.unlink()
+            writer.thread.join(60)
+        expected = dict(writer.expected)
+        wait_for(lambda: totals(db) == expected, 90, "the totals reaching the input's")
+    assert_every_txid_once(db)

@@ -28,6 +28,8 @@ from worker.routing import Route
 
 log = logging.getLogger(__name__)
 
+OPEN_RETRY_SECS = 1.0  # how often a task that could not open its state provider tries again
+
 
 class EpochSpoutCollector(SpoutCollector):
     """A spout collector whose tracked trees have epoch-tagged roots, counted per epoch."""
@@ -80,25 +82,41 @@ class CheckpointSpoutExecutor(SpoutExecutor):
         self.recovered_at = -1.0
         self.said = ""  # the last provider error logged
         self.last_doc: dict[str, Any] | None = None
+        self.open_failed = 0  # failed attempts to open the state provider
+        self.open_retry_at = 0.0
 
     def open(self) -> None:
         assert self.context is not None
         super().open()
-        try:
-            self.provider = open_provider(self.conf, self.context.topology_name)
-            doc = self.provider.read_control()
-        except Exception as e:
-            self.errors.report(self.component, self.task, "opening its checkpointed state", e)
-            return
-        # Tuples a previous incarnation emitted in the running epochs are lost: join only a
-        # recovery that starts after this HELLO, or one in which nothing has run yet.
-        if doc and doc.get("recover") and doc.get("phase") != "recovering":
-            self.accept_from = int(doc["recover"][1]) + 1
         now = time.monotonic()
+        self._open_provider(now)
         self._hello(now)
         schedule = self.services.schedule
         schedule.every(HELLO_EVERY_SECS, self._hello, now + HELLO_EVERY_SECS, f"{self.where} hello")
         schedule.every(SPOUT_POLL_SECS, self.poll, now + SPOUT_POLL_SECS, f"{self.where} poll")
+
+    def _open_provider(self, now: float) -> None:
+        """Open the state provider; one that fails (its server is not up yet, say) is
+        reported the first time and tried again every OPEN_RETRY_SECS by `poll`."""
+        assert self.context is not None
+        try:
+            provider = open_provider(self.conf, self.context.topology_name)
+            doc = provider.read_control()
+        except Exception as e:
+            if not self.open_failed:
+                self.errors.report(self.component, self.task, "opening its checkpointed state",
+                                   e)
+            self.open_failed += 1
+            self.open_retry_at = now + OPEN_RETRY_SECS
+            return
+        self.provider = provider
+        # Tuples a previous incarnation emitted in the running epochs are lost: join only a
+        # recovery that starts after the HELLO sent at open, or one in which nothing has run.
+        if doc and doc.get("recover") and doc.get("phase") != "recovering":
+            self.accept_from = int(doc["recover"][1]) + 1
+        if self.open_failed:
+            log.info("%s: opened its checkpointed state after %d failures", self.where,
+                     self.open_failed)
 
     def _hello(self, now: float) -> None:
         if self.ledger.epoch < self.accept_from or self.ledger._recovery is None:
@@ -116,7 +134,10 @@ class CheckpointSpoutExecutor(SpoutExecutor):
 
     def poll(self, now: float) -> None:
         if self.provider is None:
-            return
+            if now >= self.open_retry_at:
+                self._open_provider(now)
+            if self.provider is None:
+                return
         try:
             doc = self.provider.read_control()
         except StateError as e:

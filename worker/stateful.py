@@ -43,26 +43,43 @@ class StatefulBoltExecutor(BoltExecutor):
         self.state: TaskState | None = None
         self.shell: CoordinatorShell | None = None
         self.force_restore = False  # a committer's commit() failed: restore (and rerun it)
+        self.open_failed = 0  # failed attempts to open the state store
+        self.open_retry_at = 0.0
         self.collector.out.setdefault(self.coordinator, [])  # see Dispatcher._local
 
     def open(self) -> None:
-        assert self.context is not None
-        name = self.context.topology_name
-        try:
-            provider = open_provider(self.conf, name)
-            self.state = TaskState(provider.task_store(self.component, self.context.task_index))
-            if self.task == self.coordinator:
-                self.shell = self._coordinator(provider)
-        except Exception as e:  # the topology cannot checkpoint: said once, loudly
-            self.errors.report(self.component, self.task, "opening its checkpointed state", e)
-            log.error("%s: cannot open its checkpointed state: %s", self.where, e)
         super().open()
         now = time.monotonic()
-        if self.shell is not None:
-            self.shell.start(now)
+        self._open_state(now)
         self._hello(now)
         self.services.schedule.every(HELLO_EVERY_SECS, self._hello, now + HELLO_EVERY_SECS,
                                      f"{self.where} hello")
+
+    def _open_state(self, now: float) -> None:
+        """Open the state store (and the coordinator, on its task). One that fails is said
+        once, loudly, and tried again every HELLO_EVERY_SECS until it opens: the task takes part in
+        no checkpoint meanwhile, so none commits."""
+        assert self.context is not None
+        try:
+            provider = open_provider(self.conf, self.context.topology_name)
+            state = TaskState(provider.task_store(self.component, self.context.task_index))
+            shell = self._coordinator(provider) if self.task == self.coordinator else None
+        except Exception as e:
+            if not self.open_failed:
+                self.errors.report(self.component, self.task, "opening its checkpointed state",
+                                   e)
+                log.error("%s: cannot open its checkpointed state (trying again every %g s): "
+                          "%s", self.where, HELLO_EVERY_SECS, e)
+            self.open_failed += 1
+            self.open_retry_at = now + HELLO_EVERY_SECS
+            return
+        if self.open_failed:
+            log.info("%s: opened its checkpointed state after %d failures", self.where,
+                     self.open_failed)
+        self.state = state
+        self.shell = shell
+        if shell is not None:
+            shell.start(now)
 
     def _coordinator(self, provider: Any) -> CoordinatorShell:
         spouts = {t: c for c in self.plan.spouts for t in self.tasks.get(c, ())}
@@ -80,6 +97,8 @@ class StatefulBoltExecutor(BoltExecutor):
                                 self.conf)
 
     def _hello(self, now: float) -> None:
+        if self.state is None and self.open_failed and now >= self.open_retry_at:
+            self._open_state(now)
         if not self.ledger.ready:
             send(self.collector, Hello(self.task), [self.coordinator])
 
