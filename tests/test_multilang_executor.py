@@ -73,13 +73,19 @@ def spin(services: Services, drivers: list[RunnerDriver], pred: Callable[[], Any
         assert all(d.runner.stopped or d.timer is not None for d in drivers)
 
 
-def test_the_driver_follows_the_subprocess_through_a_crash_and_stops_clean():
+def started_probe() -> tuple[Services, Recorder, BoltRunner, RunnerDriver]:
+    """A driver of tests/multilang/probe_bolt.py on a loop's services, started."""
     services = Services(NoTransport())  # type: ignore[arg-type]
     sink = Recorder()
     runner = BoltRunner(ShellBolt([PYTHON, "probe_bolt.py"], outputs=["value"], cwd=str(HERE)),
                         "shell bolt 'probe' task 3", setup, sink, SETTINGS)
     driver = RunnerDriver(runner, services, lambda now: None)
     driver.start(time.monotonic())
+    return services, sink, runner, driver
+
+
+def test_the_driver_follows_the_subprocess_through_a_crash_and_stops_clean():
+    services, sink, runner, driver = started_probe()
     assert len(services.watched) == 2  # stdout and stderr
     spin(services, [driver], lambda: runner.session.ready)
     first = runner.proc.pid
@@ -134,12 +140,7 @@ def test_stopping_one_driver_tells_every_subprocess_of_the_worker_to_stop_at_onc
 
 
 def test_after_a_small_read_the_driver_snoozes_then_reads_what_came_meanwhile():
-    services = Services(NoTransport())  # type: ignore[arg-type]
-    sink = Recorder()
-    runner = BoltRunner(ShellBolt([PYTHON, "probe_bolt.py"], outputs=["value"], cwd=str(HERE)),
-                        "shell bolt 'probe' task 3", setup, sink, SETTINGS)
-    driver = RunnerDriver(runner, services, lambda now: None)
-    driver.start(time.monotonic())
+    services, sink, runner, driver = started_probe()
     encoder = TupleEncoder("src", "default")
 
     def answered(command: str) -> None:
