@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -173,8 +174,6 @@ def test_worker_output_streams_prefixed_and_a_failed_run_keeps_its_logs(tmp_path
         assert "boom at 3" in text
         assert sorted(p.name for p in Path(logs).parent.iterdir()) == ["logs"]
     finally:
-        import shutil
-
         shutil.rmtree(Path(logs).parent, ignore_errors=True)
 
 
@@ -201,6 +200,10 @@ def test_lines_of_a_worker_running_several_tasks_carry_their_own_task(tmp_path: 
     assert "parallelism=2" in text and "loudapp" in text
     path = write(tmp_path, text, "loud_tasks_topology.py")
     result = squall(path, "--duration", "4", "--no-ui")
+    logs = kept_logs(result.stderr)  # the bolt raised: the run kept its logs
+    if logs is not None:
+        shutil.rmtree(Path(logs).parent, ignore_errors=True)
+    assert logs is not None, result.stderr
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     got = {line.split("] ", 1)[1]: line.split("]", 1)[0][1:] for line in lines
