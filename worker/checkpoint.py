@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from acker.checkpoint import (
     Commit,
@@ -33,6 +33,9 @@ CKPT_STREAM = "__checkpoint"
 SYSTEM_STREAMS = {CKPT_STREAM: ["message"]}
 SPOUT_POLL_SECS = 0.01  # how often a spout task reads the coordinator's directive
 HELLO_EVERY_SECS = 1.0  # a task that has not restored yet says HELLO again this often
+OPEN_RETRY_SECS = 1.0  # how often a task that could not open its state store tries again
+
+T = TypeVar("T")
 KEEP_COMMITS = 8  # commits the directive lists (a COMMIT implies the ones before it)
 
 
@@ -67,6 +70,36 @@ class Directive:
         else:
             return
         self.changed = True
+
+
+class StoreOpener:
+    """A task's attempts at opening its state store. A failure (a server not up yet, a
+    directory it cannot make) is reported as the task's error the first time and may be
+    tried again OPEN_RETRY_SECS later; the task takes part in no checkpoint meanwhile."""
+
+    def __init__(self, executor: Any) -> None:
+        self.executor = executor
+        self.failures = 0
+        self.retry_at = 0.0
+
+    def retry_due(self, now: float) -> bool:
+        return self.failures > 0 and now >= self.retry_at
+
+    def attempt(self, now: float, open_it: Callable[[], T]) -> T | None:
+        """What `open_it()` returns, or None if it raised."""
+        ex = self.executor
+        try:
+            opened = open_it()
+        except Exception as e:
+            if not self.failures:
+                ex.errors.report(ex.component, ex.task, "opening its checkpointed state", e)
+            self.failures += 1
+            self.retry_at = now + OPEN_RETRY_SECS
+            return None
+        if self.failures:
+            log.info("%s task %d: opened its checkpointed state after %d failures",
+                     ex.component, ex.task, self.failures)
+        return opened
 
 
 class CoordinatorShell:

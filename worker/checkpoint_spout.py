@@ -21,14 +21,18 @@ from acker.epochs import SpoutLedger, make_root
 from topology.state import StateError, StateProvider, open_provider
 from topology.state.plan import plan_of
 from worker.acking import new_id
-from worker.checkpoint import HELLO_EVERY_SECS, SPOUT_POLL_SECS, SYSTEM_STREAMS, send
+from worker.checkpoint import (
+    HELLO_EVERY_SECS,
+    SPOUT_POLL_SECS,
+    SYSTEM_STREAMS,
+    StoreOpener,
+    send,
+)
 from worker.collector import SpoutCollector
 from worker.executor import SpoutExecutor, TaskEnv
 from worker.routing import Route
 
 log = logging.getLogger(__name__)
-
-OPEN_RETRY_SECS = 1.0  # how often a task that could not open its state provider tries again
 
 
 class EpochSpoutCollector(SpoutCollector):
@@ -82,8 +86,7 @@ class CheckpointSpoutExecutor(SpoutExecutor):
         self.recovered_at = -1.0
         self.said = ""  # the last provider error logged
         self.last_doc: dict[str, Any] | None = None
-        self.open_failed = 0  # failed attempts to open the state provider
-        self.open_retry_at = 0.0
+        self.opener = StoreOpener(self)
 
     def open(self) -> None:
         assert self.context is not None
@@ -96,27 +99,22 @@ class CheckpointSpoutExecutor(SpoutExecutor):
         schedule.every(SPOUT_POLL_SECS, self.poll, now + SPOUT_POLL_SECS, f"{self.where} poll")
 
     def _open_provider(self, now: float) -> None:
-        """Open the state provider; one that fails (its server is not up yet, say) is
-        reported the first time and tried again every OPEN_RETRY_SECS by `poll`."""
+        """Open the state provider (`poll` tries again while it fails)."""
         assert self.context is not None
-        try:
-            provider = open_provider(self.conf, self.context.topology_name)
-            doc = provider.read_control()
-        except Exception as e:
-            if not self.open_failed:
-                self.errors.report(self.component, self.task, "opening its checkpointed state",
-                                   e)
-            self.open_failed += 1
-            self.open_retry_at = now + OPEN_RETRY_SECS
+        name = self.context.topology_name
+
+        def open_it() -> tuple[StateProvider, dict[str, Any] | None]:
+            provider = open_provider(self.conf, name)
+            return provider, provider.read_control()
+
+        opened = self.opener.attempt(now, open_it)
+        if opened is None:
             return
-        self.provider = provider
+        self.provider, doc = opened
         # Tuples a previous incarnation emitted in the running epochs are lost: join only a
         # recovery that starts after the HELLO sent at open, or one in which nothing has run.
         if doc and doc.get("recover") and doc.get("phase") != "recovering":
             self.accept_from = int(doc["recover"][1]) + 1
-        if self.open_failed:
-            log.info("%s: opened its checkpointed state after %d failures", self.where,
-                     self.open_failed)
 
     def _hello(self, now: float) -> None:
         if self.ledger.epoch < self.accept_from or self.ledger._recovery is None:
@@ -134,7 +132,7 @@ class CheckpointSpoutExecutor(SpoutExecutor):
 
     def poll(self, now: float) -> None:
         if self.provider is None:
-            if now >= self.open_retry_at:
+            if self.opener.retry_due(now):
                 self._open_provider(now)
             if self.provider is None:
                 return

@@ -20,7 +20,13 @@ from topology.state import StateError, TaskState, open_provider
 from topology.state.bolts import CommitterBolt
 from topology.state.plan import CheckpointPlan, plan_of
 from topology.tuple import Tuple
-from worker.checkpoint import HELLO_EVERY_SECS, SYSTEM_STREAMS, CoordinatorShell, send
+from worker.checkpoint import (
+    HELLO_EVERY_SECS,
+    SYSTEM_STREAMS,
+    CoordinatorShell,
+    StoreOpener,
+    send,
+)
 from worker.executor import BoltExecutor, TaskEnv
 
 log = logging.getLogger(__name__)
@@ -43,8 +49,7 @@ class StatefulBoltExecutor(BoltExecutor):
         self.state: TaskState | None = None
         self.shell: CoordinatorShell | None = None
         self.force_restore = False  # a committer's commit() failed: restore (and rerun it)
-        self.open_failed = 0  # failed attempts to open the state store
-        self.open_retry_at = 0.0
+        self.opener = StoreOpener(self)
         self.collector.out.setdefault(self.coordinator, [])  # see Dispatcher._local
 
     def open(self) -> None:
@@ -56,30 +61,22 @@ class StatefulBoltExecutor(BoltExecutor):
                                      f"{self.where} hello")
 
     def _open_state(self, now: float) -> None:
-        """Open the state store (and the coordinator, on its task). One that fails is said
-        once, loudly, and tried again every HELLO_EVERY_SECS until it opens: the task takes part in
-        no checkpoint meanwhile, so none commits."""
+        """Open the state store, and the coordinator on its task (`_hello` tries again while
+        it fails: the task takes part in no checkpoint meanwhile, so none commits)."""
         assert self.context is not None
-        try:
-            provider = open_provider(self.conf, self.context.topology_name)
-            state = TaskState(provider.task_store(self.component, self.context.task_index))
-            shell = self._coordinator(provider) if self.task == self.coordinator else None
-        except Exception as e:
-            if not self.open_failed:
-                self.errors.report(self.component, self.task, "opening its checkpointed state",
-                                   e)
-                log.error("%s: cannot open its checkpointed state (trying again every %g s): "
-                          "%s", self.where, HELLO_EVERY_SECS, e)
-            self.open_failed += 1
-            self.open_retry_at = now + HELLO_EVERY_SECS
+        context = self.context
+
+        def open_it() -> tuple[TaskState, CoordinatorShell | None]:
+            provider = open_provider(self.conf, context.topology_name)
+            state = TaskState(provider.task_store(self.component, context.task_index))
+            return state, self._coordinator(provider) if self.task == self.coordinator else None
+
+        opened = self.opener.attempt(now, open_it)
+        if opened is None:
             return
-        if self.open_failed:
-            log.info("%s: opened its checkpointed state after %d failures", self.where,
-                     self.open_failed)
-        self.state = state
-        self.shell = shell
-        if shell is not None:
-            shell.start(now)
+        self.state, self.shell = opened
+        if self.shell is not None:
+            self.shell.start(now)
 
     def _coordinator(self, provider: Any) -> CoordinatorShell:
         spouts = {t: c for c in self.plan.spouts for t in self.tasks.get(c, ())}
@@ -97,7 +94,7 @@ class StatefulBoltExecutor(BoltExecutor):
                                 self.conf)
 
     def _hello(self, now: float) -> None:
-        if self.state is None and self.open_failed and now >= self.open_retry_at:
+        if self.state is None and self.opener.retry_due(now):
             self._open_state(now)
         if not self.ledger.ready:
             send(self.collector, Hello(self.task), [self.coordinator])
