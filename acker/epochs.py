@@ -235,37 +235,27 @@ class TaskLedger:
         """PROCESS, HOLD or DROP for a tuple with these acker ids."""
         if self.recovery is None:
             return HOLD
-        epoch = tuple_epoch(ids, self.open)
+        return self._kind(tuple_epoch(ids, self.open))
+
+    def _kind(self, epoch: int | None) -> int:
         if epoch is None or epoch == self.open:
             return PROCESS
         return HOLD if epoch > self.open else DROP
 
-    def hold(self, item: Any, ids: Sequence[int]) -> None:
-        """Keep `item` (classified HOLD) until its epoch opens."""
-        if self.recovery is None:
-            self._unsorted.append((item, ids))
-            return
-        epoch = tuple_epoch(ids, self.open)
-        assert epoch is not None and epoch > self.open
-        self._held.setdefault(epoch, []).append(item)
-
     def admit(self, item: Any, ids: Sequence[int]) -> bool:
-        """Classify and hold or drop: True if the caller should process `item` now."""
+        """Classify `item` and hold it until its epoch opens, or drop it: True if the caller
+        should process it now."""
         if self.recovery is None:
             self._unsorted.append((item, ids))
             return False
-        epoch = tuple_epoch(ids, self.open)  # classify and hold, with one reading of the ids
-        if epoch is None or epoch == self.open:
-            return True
-        if epoch > self.open:
-            held = self._held.get(epoch)
-            if held is None:
-                self._held[epoch] = [item]
-            else:
-                held.append(item)
-        else:
+        epoch = tuple_epoch(ids, self.open)  # read once: it decides and files the item
+        kind = self._kind(epoch)
+        if kind == HOLD:
+            assert epoch is not None  # a later epoch than the open one
+            self._held.setdefault(epoch, []).append(item)
+        elif kind == DROP:
             self.dropped += 1
-        return False
+        return kind == PROCESS
 
     @property
     def held(self) -> int:
