@@ -33,11 +33,6 @@ from topology.state.providers import (
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
-
-
-def _busy(e: sqlite3.OperationalError) -> bool:
-    text = str(e)
-    return "locked" in text or "busy" in text
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     component TEXT NOT NULL, task INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
@@ -51,6 +46,11 @@ CREATE TABLE IF NOT EXISTS committed (
 CREATE TABLE IF NOT EXISTS record (id INTEGER PRIMARY KEY CHECK (id = 0), value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS control (id INTEGER PRIMARY KEY CHECK (id = 0), value TEXT NOT NULL);
 """
+
+
+def _busy(e: sqlite3.OperationalError) -> bool:
+    text = str(e)
+    return "locked" in text or "busy" in text
 
 
 class _SqliteTaskStore(TaskStore):
