@@ -99,7 +99,8 @@ class RunnerDriver:
             self.sync(now)
 
     def sync(self, now: float) -> None:
-        """Watch exactly the runner's open pipes, and have a timer by its next tick."""
+        """Watch exactly the runner's open pipes (none while snoozing), and have a timer by
+        its next tick."""
         runner = self.runner
         fds = runner.fds() if self.snooze is None else ()
         if fds != self.watched or runner.generation != self.generation:
