@@ -46,7 +46,7 @@ class RedisServer:
         self.host = host
         self.port = port or free_port(host)
         self._own_dir = data_dir is None
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="squall-redis-")
+        self.data_dir = tempfile.mkdtemp(prefix="squall-redis-") if data_dir is None else data_dir
         self.start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -108,7 +108,7 @@ class ExternalRedis(RedisServer):
     def __init__(self, url: str) -> None:
         rest = url.split("://", 1)[-1].split("/", 1)[0]
         host, _, port = rest.rpartition(":")
-        super().__init__(int(port), data_dir="", host=host or "127.0.0.1")
+        super().__init__(int(port), data_dir="", host=host or "127.0.0.1")  # none: not ours
         if not ping(self.host, self.port, timeout=5):
             raise RuntimeError(f"{EXTERNAL_ENV}={url}: no redis answers PING there")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_fixtures import RedisServer, redis_server  # noqa: F401  (a fixture, used by name)
+from redis_fixtures import ExternalRedis, RedisServer, redis_server  # noqa: F401  (a fixture, used by name)
 
 from topology.errors import ConfigError
 from topology.state import DELETED, MemoryProvider, StateError, StateProvider, open_provider
@@ -316,3 +317,15 @@ def test_tasks_opening_a_new_sqlite_database_at_once_all_get_it(tmp_path: Path) 
         for t in threads:
             t.join()
         assert errors == [], f"round {round_}: {errors[0]}"
+
+
+def test_using_a_redis_started_elsewhere_leaves_no_directory(redis_server: RedisServer  # noqa: F811
+                                                             ) -> None:
+    """deploy/test.sh starts the tests' Redis; using it made an empty /tmp directory per
+    session that nothing removed."""
+    before = set(Path(tempfile.gettempdir()).glob("squall-redis-*"))
+    external = ExternalRedis(redis_server.url)
+    assert external.running()
+    external.stop()
+    assert set(Path(tempfile.gettempdir()).glob("squall-redis-*")) == before
+    assert redis_server.running()  # not ours to stop
